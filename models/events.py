@@ -1,0 +1,86 @@
+"""The normalised event every source is parsed into.
+
+One flat record with optional fields, so that the hot path (parse → window
+aggregate) allocates one small object per log line and never validates twice.
+The parsers in ``connectors/`` fill it; nothing in ``models/`` knows the raw formats.
+
+Three kinds:
+
+``request``
+    one LLM call through the gateway (LiteLLM ``StandardLoggingPayload`` or a
+    ``LiteLLM_SpendLogs`` row). Event time is the call's ``endTime``: that is when
+    the gateway knows the outcome and when the callback fires.
+``log``
+    one platform or application log line (Fly.io NATS stream, ``flyctl logs --json``,
+    a LiteLLM JSON log line). ``signal`` says what the line means for alerting.
+``trace``
+    one Langfuse observation or trace. Event time is ``createdAt`` (when Langfuse
+    stored it); ``lag`` is ``createdAt - endTime``, the ingestion delay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REQUEST = "request"
+LOG = "log"
+TRACE = "trace"
+
+# What a log line means. Parsers set one of these in ``Event.signal``.
+SIG_ACCESS = "access"  # uvicorn access line; ``status`` holds the HTTP status code
+SIG_PROXY_EXCEPTION = "proxy_exception"  # LiteLLM Proxy logged an exception for a call
+SIG_OOM = "oom"  # the kernel OOM-killed the gateway process
+SIG_CRASH = "crash"  # machine exited with a non-zero code (and is restarting)
+SIG_CLEAN_EXIT = "clean_exit"  # orderly stop (deploy, scale-down): not an alarm
+SIG_START = "start"  # machine/app starting
+SIG_PROXY_ERROR = "proxy_error"  # Fly proxy could not reach a machine
+SIG_CLICKHOUSE_ERROR = "clickhouse_error"  # Langfuse worker failed to insert into ClickHouse
+SIG_INGEST_BATCH = "ingest_batch"  # Langfuse worker heartbeat: processed a batch
+SIG_APP_ERROR = "app_error"  # any other line at level ERROR/CRITICAL
+SIG_OTHER = "other"
+
+
+@dataclass(slots=True)
+class Event:
+    ts: float  # event time, epoch seconds (UTC)
+    kind: str  # REQUEST | LOG | TRACE
+    source: str  # litellm | spendlogs | fly | flyctl | langfuse | sqlite | probe ...
+
+    # where: the dimensions metrics are kept per
+    provider: str = ""  # custom_llm_provider: openai, anthropic, groq ...
+    model: str = ""  # model group (the public name clients ask for), else model
+    team: str = ""  # team alias, else team id
+    key: str = ""  # virtual key alias, else a short prefix of its hash
+    app: str = ""  # Fly app name
+    instance: str = ""  # Fly machine id
+    region: str = ""
+
+    # request outcome
+    ok: bool = True
+    status: int = 0  # HTTP-like status: 200 on success, error code on failure, access-log status
+    error_class: str = ""
+    latency: float | None = None  # seconds, end - start
+    ttft: float | None = None  # seconds, time to first token (streaming)
+    tokens: int = 0
+    cost: float = 0.0  # USD
+    cache_hit: bool | None = None  # None when the call was not cacheable (cache off)
+    call_type: str = ""
+    budget: float | None = None  # the team's max budget as the gateway reports it
+    team_spend: float | None = None  # the team's spend as the gateway reports it
+    request_id: str = ""
+    trace_id: str = ""
+
+    # logs and traces
+    signal: str = ""
+    level: str = ""
+    message: str = ""
+    lag: float | None = None  # Langfuse ingestion lag, seconds
+
+
+class Rejected(ValueError):
+    """A record that no parser accepts. ``reason`` is short and stable (it is counted by)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

@@ -25,6 +25,17 @@ class Settings(BaseSettings):
     state_dir: str = Field(".gatewatch", validation_alias="GATEWATCH_STATE_DIR")
     topic_prefix: str = Field("gatewatch", validation_alias="GATEWATCH_TOPIC_PREFIX")
     http_port: int = Field(6066, validation_alias="GATEWATCH_HTTP_PORT")
+    # `gatewatch tail` sources (connectors/*_source.py). Names that the upstream tools
+    # already use (FLY_ACCESS_TOKEN, LANGFUSE_*, DATABASE_URL, REDIS_URL) are kept as they are.
+    receiver_secret: SecretStr | None = Field(None, validation_alias="GATEWATCH_RECEIVER_SECRET")
+    fly_access_token: SecretStr | None = Field(None, validation_alias="FLY_ACCESS_TOKEN")
+    fly_org: str = Field("personal", validation_alias="FLY_ORG")
+    fly_nats_url: str = Field("nats://[fdaa::3]:4223", validation_alias="GATEWATCH_FLY_NATS_URL")
+    langfuse_host: str = Field("https://cloud.langfuse.com", validation_alias="LANGFUSE_HOST")
+    langfuse_public_key: str | None = Field(None, validation_alias="LANGFUSE_PUBLIC_KEY")
+    langfuse_secret_key: SecretStr | None = Field(None, validation_alias="LANGFUSE_SECRET_KEY")
+    database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+    redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
 
     @property
     def brokers(self) -> list[str]:

@@ -1,0 +1,176 @@
+"""Replay: the service's detection pipeline over historic files, in one process.
+
+Files are read concurrently and merged by event time (each is roughly ordered the way
+its source delivers it), fed to the same ``models.engine.Engine`` the Faust worker
+runs, and the notifications the service would have sent are written as NDJSON.
+Rejected lines are counted by reason and, with ``--rejects``, kept with their reason.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import IO, Iterable, Iterator
+
+import orjson
+
+from connectors.files import iter_file
+from models.config import Config
+from models.engine import Engine
+from models.events import REQUEST, Event
+
+
+@dataclass
+class Summary:
+    files: int = 0
+    records: int = 0  # events parsed (a LiteLLM array counts each of its items)
+    rejected: Counter = field(default_factory=Counter)
+    duplicates: int = 0
+    notifications: int = 0
+    incidents: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.records / self.elapsed if self.elapsed > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        rej = sum(self.rejected.values())
+        reasons = ", ".join(f"{k} {v}" for k, v in self.rejected.most_common()) or "none"
+        return [
+            f"files:         {self.files}",
+            f"records read:  {self.records + rej:,} ({self.records:,} events, {self.duplicates:,} duplicates skipped)",
+            f"rejected:      {rej:,} ({reasons})",
+            f"incidents:     {self.incidents}",
+            f"notifications: {self.notifications}",
+            f"elapsed:       {self.elapsed:.2f} s ({self.events_per_second:,.0f} events/s)",
+        ]
+
+
+class RejectLog:
+    """Counts rejects by reason; with a file, keeps each one with its reason and origin."""
+
+    def __init__(self, summary: Summary, out: IO[bytes] | None) -> None:
+        self.summary, self.out = summary, out
+
+    def __call__(self, reason: str, path: str, line_no: int, raw: bytes | str) -> None:
+        self.summary.rejected[reason] += 1
+        if self.out is not None:
+            if isinstance(raw, bytes):
+                raw = raw[:2000].decode("utf-8", "replace")
+            rec = {"reason": reason, "file": path, "line": line_no, "raw": raw[:2000]}
+            self.out.write(orjson.dumps(rec) + b"\n")
+
+
+def file_events(path: str, on_reject: RejectLog, order: int) -> Iterator[tuple[float, int, int, Event]]:
+    """(ts, file order, sequence, event): sortable without comparing events."""
+    seq = 0
+    for item in iter_file(path):
+        if isinstance(item, list):
+            for ev in item:
+                seq += 1
+                yield ev.ts, order, seq, ev
+        else:
+            on_reject(item.reason, item.file, item.line_no, item.raw)
+
+
+class Deduper:
+    """Drops a request seen twice (the callback and SpendLogs both carry it)."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.capacity = capacity
+
+    def duplicate(self, ev: Event) -> bool:
+        if ev.kind != REQUEST or not ev.request_id:
+            return False
+        key = ev.request_id
+        if key in self.seen:
+            return True
+        self.seen[key] = None
+        if len(self.seen) > self.capacity:
+            self.seen.popitem(last=False)
+        return False
+
+
+class Pacer:
+    """``--speed N``: play N seconds of log time per wall-clock second."""
+
+    def __init__(self, speed: float | None) -> None:
+        self.speed, self.t0, self.log0 = speed, None, None
+
+    def wait(self, ts: float) -> None:
+        if not self.speed:
+            return
+        if self.t0 is None:
+            self.t0, self.log0 = time.monotonic(), ts
+            return
+        ahead = (ts - self.log0) / self.speed - (time.monotonic() - self.t0)
+        if ahead > 0.005:
+            time.sleep(ahead)
+
+
+class Progress:
+    def __init__(self, enabled: bool, stream=sys.stderr) -> None:
+        self.enabled, self.stream = enabled, stream
+        self.t0 = time.monotonic()
+        self.next = self.t0 + 1.0
+
+    def tick(self, n: int, ts: float) -> None:
+        now = time.monotonic()
+        if not self.enabled or now < self.next:
+            return
+        self.next = now + 1.0
+        rate = n / (now - self.t0)
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
+        self.stream.write(f"\r  {n:>12,} events  {rate:>10,.0f}/s  log time {when}")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and time.monotonic() - self.t0 > 1.0:
+            self.stream.write("\n")
+
+
+def replay(
+    paths: Iterable[str],
+    out: IO[bytes],
+    config: Config | None = None,
+    rejects: IO[bytes] | None = None,
+    speed: float | None = None,
+    progress: bool = False,
+    engine: Engine | None = None,
+) -> Summary:
+    paths = list(paths)
+    summary = Summary(files=len(paths))
+    engine = engine or Engine(config)
+    on_reject = RejectLog(summary, rejects)
+    merged = heapq.merge(*(file_events(p, on_reject, i) for i, p in enumerate(paths)))
+    dedup, pacer, bar = Deduper(), Pacer(speed), Progress(progress)
+    t0 = time.perf_counter()
+
+    def emit(notes: list[dict]) -> None:
+        for note in notes:
+            out.write(orjson.dumps(note) + b"\n")
+        summary.notifications += len(notes)
+
+    n = 0
+    for ts, _, _, ev in merged:
+        if dedup.duplicate(ev):
+            summary.duplicates += 1
+            continue
+        n += 1
+        if n & 0x3FFF == 0:
+            bar.tick(n, ts)
+        pacer.wait(ts)
+        notes = engine.process(ev)
+        if notes:
+            emit(notes)
+    emit(engine.finish())
+    bar.done()
+    summary.records = n + summary.duplicates
+    summary.incidents = engine.incidents.total
+    summary.elapsed = time.perf_counter() - t0
+    return summary

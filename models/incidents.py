@@ -1,0 +1,224 @@
+"""Alerts grouped into incidents, and the notification log that decides what to send.
+
+*Grouping.* A firing alert joins an open incident when their categories can share a
+cause (a provider outage raises errors, latency and fallback cost; a crash loop
+raises restarts, proxy errors and tracing gaps; a runaway agent raises cost and
+budget) and their labels agree wherever both say something. Labels are compared
+after enrichment (a model implies its provider, a key its team), so
+``{model: gpt-4o}`` joins ``{provider: openai}`` but ``{team: a}`` never joins
+``{team: b}``. Alerts without labels (gateway-wide) join any compatible incident.
+
+*Notification log*, in the spirit of Alertmanager's ``nflog``: an incident is sent
+when it opens, when its set of alerts or its severity changes (at most once per
+``group_interval`` unless it escalates), every ``repeat_interval`` while it fires,
+and once when it resolves (after ``resolve_wait`` without any firing alert). Each
+decision carries its reason. An alert that fires again within ``reopen_grace`` of
+its incident's resolution reopens the same incident instead of paging anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from models.notifications import render_notification
+
+ROOT_KEYS = ("provider", "team", "app")  # a cause lives here ...
+LEAF_KEYS = ("model", "key")  # ... and shows here
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+# Categories that can share one cause. Symmetric; every category is compatible with itself.
+_RELATED = {
+    ("error_rate", "latency"), ("error_rate", "cost"), ("error_rate", "availability"),
+    ("error_rate", "rate_limit"), ("error_rate", "traffic"), ("error_rate", "cache"),
+    ("latency", "availability"), ("latency", "traffic"), ("latency", "cost"),
+    ("availability", "tracing"), ("availability", "traffic"), ("availability", "resource"),
+    ("cost", "budget"), ("cost", "traffic"), ("cost", "cache"), ("budget", "traffic"),
+    ("rate_limit", "traffic"), ("cache", "latency"), ("tracing", "resource"),
+}
+
+
+def related(a: str, b: str) -> bool:
+    return a == b or (a, b) in _RELATED or (b, a) in _RELATED
+
+
+@dataclass(slots=True)
+class Alert:
+    id: str  # rule name + series: stable for the life of the condition
+    name: str
+    category: str
+    severity: str
+    detector: str  # rule | anomaly
+    labels: dict[str, str]
+    value: float
+    threshold: float | None
+    started_at: float
+    title: str  # "provider openai error rate 45.2%"
+    baseline: float | None = None
+    explanation: str = ""
+    score: float | None = None
+    firing: bool = True
+    ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class Incident:
+    id: str
+    started_at: float
+    anchor: dict[str, str]  # enriched labels of the alert that opened it
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    seq: int = 0  # notifications sent so far
+    last_sent_at: float | None = None
+    last_signature: frozenset = frozenset()
+    last_severity: str = "info"
+    quiet_since: float | None = None  # when its last firing alert resolved
+    resolved_at: float | None = None
+
+    def firing(self) -> list[Alert]:
+        return [a for a in self.alerts.values() if a.firing]
+
+    def severity(self) -> str:
+        live = self.firing() or list(self.alerts.values())
+        return max((a.severity for a in live), key=SEVERITY_RANK.__getitem__)
+
+    def signature(self) -> frozenset:
+        return frozenset((a.id, a.severity) for a in self.firing())
+
+
+@dataclass(slots=True, frozen=True)
+class Timing:
+    group_interval: float = 300.0
+    repeat_interval: float = 4 * 3600.0
+    resolve_wait: float = 300.0
+    reopen_grace: float = 1200.0
+
+
+class IncidentManager:
+    def __init__(self, timing: Timing | None = None) -> None:
+        self.timing = timing or Timing()
+        self.open: list[Incident] = []
+        self.closed_recently: list[Incident] = []
+        self.by_alert: dict[str, Incident] = {}
+        self.implied: dict[tuple[str, str], dict[str, str]] = {}  # (dim, value) -> implied labels
+        self.total = 0
+
+    # --- what the engine tells us -------------------------------------------------
+    def imply(self, dim: str, value: str, labels: dict[str, str]) -> None:
+        """Record that ``dim=value`` implies ``labels`` (model → provider, key → team)."""
+        self.implied[(dim, value)] = labels
+
+    def fire(self, alert: Alert, now: float) -> None:
+        inc = self.by_alert.get(alert.id)
+        if inc is None or inc not in self.open:
+            inc = self._home_for(alert, now)
+        inc.alerts[alert.id] = alert
+        inc.quiet_since = None
+        self.by_alert[alert.id] = inc
+
+    def update(self, fresh: Alert) -> None:
+        """New readings of a firing alert: value, title, baseline, explanation (not its identity)."""
+        inc = self.by_alert.get(fresh.id)
+        if inc is not None and fresh.id in inc.alerts:
+            a = inc.alerts[fresh.id]
+            a.value, a.title, a.threshold = fresh.value, fresh.title, fresh.threshold
+            a.baseline = fresh.baseline if fresh.baseline is not None else a.baseline
+            a.explanation = fresh.explanation or a.explanation
+            a.score = fresh.score if fresh.score is not None else a.score
+
+    def resolve(self, alert_id: str, now: float) -> None:
+        inc = self.by_alert.get(alert_id)
+        if inc is None or alert_id not in inc.alerts:
+            return
+        a = inc.alerts[alert_id]
+        a.firing, a.ended_at = False, now
+        if not inc.firing():
+            inc.quiet_since = now
+
+    # --- grouping -----------------------------------------------------------------
+    def enrich(self, labels: dict[str, str]) -> dict[str, str]:
+        out = dict(labels)
+        for dim, value in labels.items():
+            for k, v in self.implied.get((dim, value), {}).items():
+                out.setdefault(k, v)
+        return out
+
+    def _agree(self, anchor: dict[str, str], labels: dict[str, str]) -> bool:
+        """Labels agree where both state them, judged on the most general keys they share:
+        two models of one provider agree, two teams do not."""
+        for keys in (ROOT_KEYS, LEAF_KEYS):
+            shared = [k for k in keys if k in anchor and k in labels]
+            if shared:
+                return all(anchor[k] == labels[k] for k in shared)
+        return True
+
+    def _compatible(self, inc: Incident, alert: Alert) -> bool:
+        # Record-only (info) alerts never absorb pages, nor join them.
+        if (alert.severity == "info") != all(a.severity == "info" for a in inc.alerts.values()):
+            return False
+        if not any(related(a.category, alert.category) for a in inc.alerts.values()):
+            return False
+        return self._agree(inc.anchor, self.enrich(alert.labels))
+
+    def _home_for(self, alert: Alert, now: float) -> Incident:
+        for inc in self.open:
+            if self._compatible(inc, alert):
+                return inc
+        for inc in reversed(self.closed_recently):
+            if now - inc.resolved_at <= self.timing.reopen_grace and self._compatible(inc, alert):
+                self.closed_recently.remove(inc)
+                inc.resolved_at = None
+                self.open.append(inc)
+                return inc
+        digest = hashlib.sha1(f"{alert.id}@{alert.started_at:.0f}".encode()).hexdigest()[:12]
+        inc = Incident(id=f"gw-{digest}", started_at=alert.started_at, anchor=self.enrich(alert.labels))
+        self.open.append(inc)
+        self.total += 1
+        return inc
+
+    # --- the notification log -----------------------------------------------------
+    def flush(self, now: float) -> list[dict]:
+        out = []
+        for inc in list(self.open):
+            reason = self._decide(inc, now)
+            if reason is None:
+                continue
+            status = "resolved" if reason == "resolved" else "firing"
+            inc.seq += 1
+            out.append(render_notification(inc, status, now, reason))
+            inc.last_sent_at, inc.last_signature = now, inc.signature()
+            inc.last_severity = inc.severity()
+            if status == "resolved":
+                self._close(inc, now)
+        self.closed_recently = [i for i in self.closed_recently if now - i.resolved_at <= self.timing.reopen_grace]
+        return out
+
+    def _decide(self, inc: Incident, now: float) -> str | None:
+        t = self.timing
+        if not inc.firing():
+            if inc.seq == 0:  # opened and closed before ever being sent: drop silently
+                self._close(inc, now, silent=True)
+                return None
+            return "resolved" if now - inc.quiet_since >= t.resolve_wait else None
+        if inc.seq == 0 or inc.last_sent_at is None:
+            return "new"
+        if SEVERITY_RANK[inc.severity()] > SEVERITY_RANK[inc.last_severity]:
+            return "escalated"
+        if inc.signature() != inc.last_signature and now - inc.last_sent_at >= t.group_interval:
+            if {a for a, _ in inc.signature()} - {a for a, _ in inc.last_signature}:
+                return "alerts_changed"
+        if now - inc.last_sent_at >= t.repeat_interval:
+            return "repeat"
+        return None
+
+    def _close(self, inc: Incident, now: float, silent: bool = False) -> None:
+        self.open.remove(inc)
+        inc.resolved_at = now
+        for alert_id in inc.alerts:
+            if self.by_alert.get(alert_id) is inc:
+                del self.by_alert[alert_id]
+        if not silent:
+            self.closed_recently.append(inc)
+
+    def finish(self, now: float) -> list[dict]:
+        """End of input (replay): nothing more will come, so nothing is resolved by silence."""
+        return []

@@ -1,0 +1,176 @@
+"""Named metrics over a window (and, for relative metrics, its baseline).
+
+Each metric returns a ``Reading`` or ``None`` when it is undefined (no traffic).
+``volume`` is what minimum-volume guards compare against (requests, cacheable
+calls, traces, ...), ``count`` what minimum-count guards compare against (errors,
+429s, extra dollars). ``actual`` and ``expected`` are what a human reads in the
+notification: "p95 6.1 s (baseline 2.2 s)".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from models.windows import Bucket, quantile
+
+
+@dataclass(slots=True, frozen=True)
+class Reading:
+    value: float
+    volume: float
+    count: float
+    actual: float
+    expected: float | None = None
+
+
+Metric = Callable[[Bucket, "Bucket | None", int, int], "Reading | None"]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def five_xx_rate(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    r = _ratio(w.e5xx, w.requests)
+    if r is None:
+        return None
+    exp = _ratio(base.e5xx, base.requests) if base else None
+    return Reading(r, w.requests, w.e5xx, r, exp)
+
+
+def error_rate(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    r = _ratio(w.errors, w.requests)
+    if r is None:
+        return None
+    exp = _ratio(base.errors, base.requests) if base else None
+    return Reading(r, w.requests, w.errors, r, exp)
+
+
+def rate_limited(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    if w.requests == 0 and w.e429 == 0:
+        return None
+    exp = base.e429 * minutes / max(1, base_minutes) if base else None
+    return Reading(w.e429, w.requests, w.e429, w.e429, exp)
+
+
+def cache_hit_rate(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    r = _ratio(w.cache_hits, w.cacheable)
+    if r is None:
+        return None
+    exp = _ratio(base.cache_hits, base.cacheable) if base else None
+    return Reading(r, w.cacheable, w.cacheable - w.cache_hits, r, exp)
+
+
+def cache_hit_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """Hit rate now over hit rate in the baseline: 0.2 means it fell to a fifth."""
+    now = _ratio(w.cache_hits, w.cacheable)
+    before = _ratio(base.cache_hits, base.cacheable) if base else None
+    if now is None or not before:
+        return None
+    return Reading(now / before, w.cacheable, base.cacheable, now, before)
+
+
+def latency_p95(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    p = quantile(w.latency, 0.95)
+    if p is None:
+        return None
+    exp = quantile(base.latency, 0.95) if base else None
+    return Reading(p, w.latency_n, w.latency_n, p, exp)
+
+
+def latency_p95_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """p95 now over p95 in the baseline; ``count`` is the baseline's sample size."""
+    p = quantile(w.latency, 0.95)
+    b = quantile(base.latency, 0.95) if base else None
+    if p is None or not b:
+        return None
+    return Reading(p / b, w.latency_n, base.latency_n, p, b)
+
+
+def cost_per_hour(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    if w.requests == 0:
+        return None
+    rate = max(0.0, w.cost) * 60 / minutes
+    exp = max(0.0, base.cost) * 60 / max(1, base_minutes) if base else None
+    return Reading(rate, w.requests, rate, rate, exp)
+
+
+def cost_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """Cost rate now over the baseline's; ``count`` is the extra dollars per hour."""
+    if w.requests == 0 or base is None:
+        return None
+    rate = max(0.0, w.cost) * 60 / minutes
+    before = max(0.0, base.cost) * 60 / max(1, base_minutes)
+    if before <= 0:
+        return None
+    return Reading(rate / before, w.requests, rate - before, rate, before)
+
+
+def requests_per_second(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    rps = w.requests / (minutes * 60)
+    return Reading(rps, w.requests, w.requests, rps, None)
+
+
+def tokens(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    return Reading(w.tokens, w.requests, w.tokens, w.tokens, None)
+
+
+def _count(attr: str) -> Metric:
+    def metric(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+        n = getattr(w, attr)
+        return Reading(n, n, n, n, None)
+
+    metric.__name__ = attr
+    return metric
+
+
+def crashes(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    n = w.crash + w.oom
+    return Reading(n, n, n, n, None)
+
+
+def ingestion_lag_p95(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    p = quantile(w.lag, 0.95)
+    if p is None:
+        return None
+    exp = quantile(base.lag, 0.95) if base else None
+    return Reading(p, w.traces, w.traces, p, exp)
+
+
+def trace_coverage(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """Traces stored per gateway request now, over the same in the baseline.
+
+    Langfuse stores nothing while its ingestion is stalled, so during a stall this
+    falls towards 0 while the gateway keeps serving. Undefined where Langfuse was
+    never seen (a gateway without tracing must not page for it).
+    """
+    if base is None or w.requests == 0:
+        return None
+    before = _ratio(base.traces, base.requests)
+    if not before:
+        return None
+    now = w.traces / w.requests
+    return Reading(now / before, w.requests, base.traces, now, before)
+
+
+METRICS: dict[str, Metric] = {
+    "5xx_rate": five_xx_rate,
+    "error_rate": error_rate,
+    "rate_limited": rate_limited,
+    "cache_hit_rate": cache_hit_rate,
+    "cache_hit_ratio": cache_hit_ratio,
+    "latency_p95": latency_p95,
+    "latency_p95_ratio": latency_p95_ratio,
+    "cost_per_hour": cost_per_hour,
+    "cost_ratio": cost_ratio,
+    "requests_per_second": requests_per_second,
+    "tokens": tokens,
+    "oom": _count("oom"),
+    "crashes": crashes,
+    "proxy_errors": _count("proxy_error"),
+    "access_5xx": _count("access_5xx"),
+    "clickhouse_errors": _count("clickhouse_errors"),
+    "ingestion_lag_p95": ingestion_lag_p95,
+    "trace_coverage": trace_coverage,
+}

@@ -221,7 +221,12 @@ class Engine:
         if rule.metric in SPEND_METRICS:
             return self._spend_reading(rule, key, now)
         base = w.sums.get((rule.baseline, rule.window)) if rule.baseline else None
-        return rule.read(w.sums[(rule.window, 0)], base)
+        window = w.sums[(rule.window, 0)]
+        reading = rule.read(window, base)
+        if reading is not None and rule.confirm and not rule.confirmed(window, base):
+            return Reading(0.0 if rule.op == ">" else float("inf"), reading.volume, reading.count,
+                           reading.actual, reading.expected)
+        return reading
 
     def _spend_reading(self, rule: Rule, key, now: float) -> Reading | None:
         day = int((now - 1) // 86400)

@@ -88,6 +88,15 @@ def latency_p95_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes
     return Reading(p / b, w.latency_n, base.latency_n, p, b)
 
 
+def latency_p50_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """Median now over median in the baseline: stable on the few samples of a quiet model."""
+    p = quantile(w.latency, 0.5)
+    b = quantile(base.latency, 0.5) if base else None
+    if p is None or not b:
+        return None
+    return Reading(p / b, w.latency_n, base.latency_n, p, b)
+
+
 def cost_per_hour(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
     if w.requests == 0:
         return None
@@ -162,6 +171,7 @@ METRICS: dict[str, Metric] = {
     "cache_hit_ratio": cache_hit_ratio,
     "latency_p95": latency_p95,
     "latency_p95_ratio": latency_p95_ratio,
+    "latency_p50_ratio": latency_p50_ratio,
     "cost_per_hour": cost_per_hour,
     "cost_ratio": cost_ratio,
     "requests_per_second": requests_per_second,

@@ -49,6 +49,7 @@ class Rule:
     clear: float = 0.8  # hysteresis factor on the threshold
     clear_for: int = 5
     no_data_for: int = 30
+    confirm: tuple[str, float] | None = None  # a second metric that must breach too: (metric, threshold)
     summary: str = ""  # "{where} 5xx rate {actual:.1%}": how the title reads
     enabled: bool = True
 
@@ -64,6 +65,14 @@ class Rule:
         if extra is not None:
             return extra
         return METRICS[self.metric](window, baseline, self.window, self.baseline)
+
+    def confirmed(self, window, baseline) -> bool:
+        """The ``confirm`` condition: e.g. the median moved too, not just one slow tail call."""
+        if self.confirm is None:
+            return True
+        name, threshold = self.confirm
+        r = METRICS[name](window, baseline, self.window, self.baseline)
+        return r is not None and (r.value > threshold if self.op == ">" else r.value < threshold)
 
     def guarded(self, r: Reading) -> bool:
         """True when the reading has enough volume to be judged."""
@@ -100,27 +109,30 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # --- cache: "hit rate < 25% for 30 min", and a fast collapse against the last hour
     Rule("CacheHitRateLow", "cache", "warning", (G,), "cache_hit_rate", "<", 0.25,
          window=10, for_=30, min_volume=50, summary="cache hit rate {actual:.0%}"),
-    Rule("CacheHitRateCollapsed", "cache", "warning", (G, M), "cache_hit_ratio", "<", 0.5,
-         window=5, for_=3, min_volume=50, baseline=60, min_baseline=200, min_age=60, clear=0.7,
+    Rule("CacheHitRateCollapsed", "cache", "warning", (G,), "cache_hit_ratio", "<", 0.5,
+         window=3, for_=2, min_volume=50, baseline=60, min_baseline=200, min_age=60, clear=0.7,
          summary="{where} cache hit rate {actual:.0%}"),
     # --- cost and budget: "team spend today > 80% of budget", "daily cost > $100",
     # "cost/h > 2x the previous hour for 15 min", and a fast spike against the last hour.
     Rule("TeamBudgetBurn", "budget", "warning", (T,), "spend_today_ratio", ">", 0.8,
          window=1, for_=0, clear=0.99, clear_for=1, summary="{where} spent {actual:.0%} of today's budget"),
-    Rule("DailyCostHigh", "cost", "warning", (G,), "spend_today", ">", 100.0,
+    Rule("DailyCostHigh", "cost", "info", (G,), "spend_today", ">", 100.0,
          window=1, for_=0, clear=0.99, clear_for=1, summary="gateway spend today ${actual:,.2f}"),
     Rule("CostPerHourDoubled", "cost", "warning", (G, T), "cost_ratio", ">", 2.0,
-         window=60, for_=15, baseline=60, min_count=1.0, min_age=120, clear=0.75,
+         window=60, for_=15, baseline=60, min_count=2.5, min_age=120, clear=0.75,
          summary="{where} cost ${actual:,.2f}/h"),
     Rule("CostSpike", "cost", "warning", (G, T, K), "cost_ratio", ">", 4.0,
-         window=5, for_=3, baseline=60, min_count=3.0, min_volume=20, min_age=60, clear=0.5,
+         window=5, for_=2, baseline=60, min_count=3.0, min_volume=20, min_age=60, clear=0.5,
          summary="{where} cost ${actual:,.2f}/h"),
     # --- latency: "p95 > 10 s for 10 min" and the rollback trigger "p95 doubled"
     Rule("LatencyP95High", "latency", "warning", (G,), "latency_p95", ">", 10.0,
          window=5, for_=10, min_volume=50, summary="gateway p95 latency {actual:.1f} s"),
     Rule("LatencyP95Doubled", "latency", "warning", (M, P), "latency_p95_ratio", ">", 2.0,
-         window=5, for_=2, min_volume=20, baseline=60, min_baseline=100, min_age=60, clear=0.75,
+         window=5, for_=2, min_volume=20, confirm=("latency_p50_ratio", 1.5), baseline=60, min_baseline=100, min_age=60, clear=0.75,
          summary="{where} p95 latency {actual:.1f} s"),
+    Rule("LatencyMedianDoubled", "latency", "warning", (M, P), "latency_p50_ratio", ">", 2.0,
+         window=5, for_=2, min_volume=8, baseline=60, min_baseline=60, min_age=60, clear=0.6,
+         summary="{where} median latency {actual:.1f} s"),
     # --- traffic: "> 100 req/s for 10 min", "> 1M tokens in 1 h" (info: a busy gateway passes it)
     Rule("HighTraffic", "traffic", "warning", (G,), "requests_per_second", ">", 100.0,
          window=1, for_=10, summary="gateway {actual:.0f} req/s"),

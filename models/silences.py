@@ -46,7 +46,10 @@ class Matcher:
         if self.op not in _OPS:
             raise ValueError(f"unknown matcher operator {self.op!r}")
         if self.op in ("=~", "!~"):
-            re.compile(self.value)
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"bad regex in matcher {self}: {exc}") from None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = str(labels.get(self.name, ""))

@@ -69,17 +69,19 @@ def build_sinks(settings: Settings, cfg: DeliveryConfig, store: StateStore,
         sinks.append(WebhookSink(settings.webhook_url, http, settings.webhook_secret, settings.webhook_format,
                                  timeout=cfg.webhook_timeout, external_url=cfg.external_url))
     if settings.slack_bot_token is not None:
-        client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url,
-                                timeout=int(cfg.slack_timeout), retry_handlers=[])
+        client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(),
+                                base_url=settings.slack_api_url,
+                                timeout=cfg.slack_timeout, retry_handlers=[])
         sinks.append(SlackSink(client, store, settings.slack_channel, cfg.slack_routes))
     if settings.slack_webhook_url is not None:
         sinks.append(SlackWebhookSink.from_url(settings.slack_webhook_url.get_secret_value(),
-                                               timeout=int(cfg.slack_timeout)))
+                                               timeout=cfg.slack_timeout))
     return sinks
 
 
 @asynccontextmanager
-async def open_delivery(settings: Settings, state_dir: str | None = None, config: Mapping[str, Any] | None = None,
+async def open_delivery(settings: Settings, state_dir: str | None = None,
+                        config: Mapping[str, Any] | None = None,
                         policy: RetryPolicy | None = None) -> AsyncIterator[Delivery]:
     """A ``Delivery`` over the state directory with the sinks the settings configure."""
     cfg = DeliveryConfig.from_mapping((config or {}).get("delivery"))
@@ -112,7 +114,8 @@ def load_config(path: str | None) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="notifications NDJSON (replay --out)")
-    parser.add_argument("--state-dir", help="outbox/history directory (default GATEWATCH_STATE_DIR or .gatewatch)")
+    parser.add_argument("--state-dir",
+                        help="outbox/history directory (default GATEWATCH_STATE_DIR or .gatewatch)")
     parser.add_argument("--config", help="YAML config with a delivery: section (default GATEWATCH_CONFIG)")
     parser.add_argument("--max-elapsed", type=float, default=None,
                         help="seconds to keep retrying a sink's oldest notification in this run")
@@ -126,14 +129,16 @@ async def _deliver(args: argparse.Namespace, settings: Settings, notifications: 
         policy = RetryPolicy(base.initial, base.multiplier, base.cap, args.max_elapsed)
     async with open_delivery(settings, args.state_dir, config, policy) as delivery:
         if not delivery.sinks:
-            print("no sink configured: set GATEWATCH_WEBHOOK_URL, SLACK_BOT_TOKEN (+ GATEWATCH_SLACK_CHANNEL) "
+            print("no sink configured: set GATEWATCH_WEBHOOK_URL, "
+                  "SLACK_BOT_TOKEN (+ GATEWATCH_SLACK_CHANNEL) "
                   "or GATEWATCH_SLACK_WEBHOOK_URL", file=sys.stderr)
             return 2
         decisions = delivery.submit_many(notifications)
         report = await delivery.drain()
     print(f"notifications: {len(notifications)}  decisions: {decisions}")
     for sink in sorted(report.pending):
-        print(f"{sink}: sent {report.sent[sink]}, failed {report.failed[sink]}, pending {report.pending[sink]}")
+        print(f"{sink}: sent {report.sent[sink]}, failed {report.failed[sink]}, "
+              f"pending {report.pending[sink]}")
     if report.pending_total:
         print("some notifications are still pending: run the same command again to resume", file=sys.stderr)
     return 1 if report.pending_total else 0

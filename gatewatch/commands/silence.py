@@ -32,18 +32,22 @@ def parse_duration(text: str) -> timedelta:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", help="state directory (default GATEWATCH_STATE_DIR or .gatewatch)")
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument("--state-dir", default=argparse.SUPPRESS,
+                       help="state directory (default GATEWATCH_STATE_DIR or .gatewatch)")
+    parser.add_argument("--state-dir", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="add a silence")
-    add.add_argument("matchers", nargs="+", help="label matchers: name=value, name!=value, name=~re, name!~re")
+    add = sub.add_parser("add", help="add a silence", parents=[state])
+    add.add_argument("matchers", nargs="+", 
+                     help="label matchers: name=value, name!=value, name=~re, name!~re")
     add.add_argument("--duration", type=parse_duration, default=parse_duration("1h"), help="default 1h")
     add.add_argument("--starts", type=parse_time, help="ISO time (default now)")
     add.add_argument("--ends", type=parse_time, help="ISO time (overrides --duration)")
     add.add_argument("--comment", default="")
     add.add_argument("--by", default="", help="who created it")
-    ls = sub.add_parser("list", help="list active and pending silences")
+    ls = sub.add_parser("list", help="list active and pending silences", parents=[state])
     ls.add_argument("--all", action="store_true", help="include expired ones")
-    expire = sub.add_parser("expire", help="end a silence now")
+    expire = sub.add_parser("expire", help="end a silence now", parents=[state])
     expire.add_argument("id")
 
 

@@ -93,9 +93,11 @@ def budgets(sim: Sim) -> None:
     for i, team in enumerate(sim.world.teams):
         mine = (c["team"] == i) & ~c["dropped"]
         if i in crossings:
-            at = mine & (c["t0"] + c["dur"] <= crossings[i])
+            end, day_start = c["t0"] + c["dur"], crossings[i] // DAY_US * DAY_US
+            at = mine & (end <= crossings[i]) & (end >= day_start)
             spent = c["spend"][at].max(initial=0.0)
-            team.budget = round(max(spent / 0.8, 1.0), 2)
+            team.budget = round(float(max(spent / 0.8, 1.0)), 2)
         else:
-            peak = c["spend"][mine].max(initial=0.0)
-            team.budget = round(max(peak * sim.rng.uniform(1.5, 2.3), 5.0), 2)
+            hours = (sim.end_us - sim.start_us) / (3600 * US)
+            daily = max(c["spend"][mine].max(initial=0.0), c["cost"][mine].sum() * 24 / max(hours, 1.0))
+            team.budget = round(float(max(daily * sim.rng.uniform(1.5, 2.3), 5.0)), 2)

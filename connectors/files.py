@@ -1,0 +1,249 @@
+"""Reading record files (``.ndjson``, ``.ndjson.gz``) into events and rejects.
+
+What a file may hold (CONTRACT.md §2): one JSON record per line, a JSON array per line (a
+``generic_api`` batch), API pages, or ``flyctl logs --json`` output, which is indented objects one
+after another (SOURCES.md §3b). Gzip is recognised by its magic bytes, whatever the name.
+
+Nothing in a file stops the reading of it (house style 6, errors are data): a line that is not
+JSON, is too long, or is JSON of no known format becomes a ``Reject`` with a stable reason, and
+the lines around it are processed. Only a file that cannot be opened raises
+(``UnreadableFile``, an ``OSError``: replay exits 2 on it).
+
+Reasons: ``not_json``, ``unknown_format``, ``wrong_type``, ``missing_field``, ``line_too_long``,
+``not_gzip`` (a ``.gz`` that is not gzip: one reject for the file), ``truncated_gzip`` and
+``corrupt_gzip`` (after everything readable before the damage was yielded), ``read_error``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO, Any, NamedTuple, Union
+
+import orjson
+
+from connectors.formats import parse_one, records
+from models.events import Event, Rejected
+
+__all__ = ["MAX_LINE", "Item", "Reject", "UnreadableFile", "iter_file", "iter_lines", "open_input"]
+
+MAX_LINE = 1 << 20  # bytes; a LiteLLM payload with redacted messages is a few KiB
+RAW_PREFIX = 200  # bytes of a rejected line kept for the rejects file
+_BUFFER = 1 << 16
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+class Reject(NamedTuple):
+    """A record that was not turned into events, and why. ``line_no`` is 1-based (0: whole file)."""
+
+    reason: str
+    file: str
+    line_no: int
+    raw_prefix: bytes
+    detail: str = ""
+
+
+Item = Union[list[Event], Reject]
+
+
+class UnreadableFile(OSError):
+    """The file is missing, a directory, or not readable."""
+
+
+def open_input(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open a record file for reading, gunzipping it if it is gzip. Raises ``UnreadableFile``."""
+    return _open(path)[0]
+
+
+def iter_file(path: str | os.PathLike[str], max_line: int = MAX_LINE) -> Iterator[Item]:
+    """Every line of a record file as its events (one list per line) or a ``Reject``."""
+    name = os.fspath(path)
+    stream, gzipped = _open(path)
+    with stream:
+        if name.endswith(".gz") and not gzipped:
+            yield Reject("not_gzip", name, 0, stream.read(RAW_PREFIX), "no gzip magic bytes")
+            return
+        yield from iter_lines(stream, name, max_line)
+
+
+def iter_lines(stream: IO[bytes], name: str, max_line: int = MAX_LINE) -> Iterator[Item]:
+    """Every line of an open binary stream as events or rejects; damage in the stream ends it."""
+    slow = _Slow(name, max_line)
+    try:
+        yield from _decode(stream, name, max_line, slow)
+    except (EOFError, zlib.error, OSError) as error:
+        yield from slow.finish()
+        yield Reject(_damage(error), name, slow.line_no + 1, b"", str(error)[:200])
+    else:
+        yield from slow.finish()
+
+
+def _decode(stream: IO[bytes], name: str, max_line: int, slow: _Slow) -> Iterator[Item]:
+    # The hot loop: one readline, one orjson call and one dispatch per line. Anything unusual
+    # (a line that does not parse, an indented object in progress) goes to ``slow``.
+    readline, limit = stream.readline, max_line + 1
+    line_no = 0
+    while line := readline(limit):
+        slow.line_no = line_no = line_no + 1
+        if len(line) == limit and line[-1] != 10:  # no newline within the limit
+            yield _too_long(readline, limit, name, line_no, line)
+        elif slow.pending is not None:
+            yield from slow.line(line_no, line)
+        else:
+            try:
+                value = _loads(line)
+            except _JSONDecodeError:
+                yield from slow.line(line_no, line)
+                continue
+            if type(value) is dict and "data" not in value:
+                try:
+                    yield [parse_one(value)]
+                except Rejected as error:
+                    yield Reject(error.reason, name, line_no, line[:RAW_PREFIX], error.detail)
+            else:
+                yield from _items(value, name, line_no, line)
+
+
+def _too_long(readline: Callable[[int], bytes], limit: int, name: str, line_no: int, head: bytes) -> Reject:
+    """Skip the rest of an over-long line in ``limit``-byte chunks: it never becomes one object."""
+    while (rest := readline(limit)) and rest[-1] != 10:
+        pass
+    return Reject("line_too_long", name, line_no, head[:RAW_PREFIX], f"over {limit - 1} bytes")
+
+
+def _damage(error: BaseException) -> str:
+    if isinstance(error, EOFError):
+        return "truncated_gzip"
+    if isinstance(error, (zlib.error, gzip.BadGzipFile)):
+        return "corrupt_gzip"
+    return "read_error"
+
+
+class _Slow:
+    """Lines that do not parse on their own: blank lines, BOMs, several objects on one line,
+    indented multi-line objects (flyctl), and garbage.
+
+    An indented object starts with ``{`` in column 0, continues with indented lines and ends
+    with a line starting with ``}``. A column-0 line that is neither ends the object early: it
+    was a truncated record, rejected as ``not_json``, and the new line is read afresh.
+    """
+
+    def __init__(self, name: str, max_line: int) -> None:
+        self.name, self.max_line = name, max_line
+        self.pending: list[bytes] | None = None
+        self.line_no = 0  # the last line read, for a reject raised by the stream itself
+        self.pending_line = 0
+        self.pending_size = 0
+
+    def line(self, line_no: int, line: bytes) -> list[Item]:
+        if self.pending is not None:
+            if line[:1] in b" \t\r\n}" and line[:1]:
+                return self._continue(line)
+            return [self._drop_pending("not_json", "incomplete JSON object"), *self._fresh(line_no, line)]
+        return self._fresh(line_no, line)
+
+    def finish(self) -> list[Item]:
+        return [] if self.pending is None else [self._drop_pending("not_json", "incomplete JSON object at end")]
+
+    def _fresh(self, line_no: int, line: bytes) -> list[Item]:
+        text = line.strip()
+        if not text:
+            return []
+        if text.startswith(_BOM):
+            return self._bom(line_no, text[len(_BOM):])
+        if text[:1] == b"{":
+            values = _concatenated(text)
+            if values is not None:
+                return [item for value in values for item in _items(value, self.name, line_no, line)]
+            if line[:1] == b"{":
+                self.pending, self.pending_line, self.pending_size = [line], line_no, len(line)
+                return []
+        return [Reject("not_json", self.name, line_no, line[:RAW_PREFIX], _json_error(text))]
+
+    def _bom(self, line_no: int, text: bytes) -> list[Item]:
+        try:
+            return _items(_loads(text), self.name, line_no, text)
+        except _JSONDecodeError:
+            return self._fresh(line_no, text)
+
+    def _continue(self, line: bytes) -> list[Item]:
+        self.pending_size += len(line)
+        if self.pending_size > self.max_line:
+            return [self._drop_pending("line_too_long", f"object over {self.max_line} bytes")]
+        assert self.pending is not None
+        self.pending.append(line)
+        if line[:1] != b"}":
+            return []
+        raw, line_no = b"".join(self.pending), self.pending_line
+        self.pending = None
+        try:
+            value = _loads(raw)
+        except _JSONDecodeError as error:
+            return [Reject("not_json", self.name, line_no, raw[:RAW_PREFIX], str(error))]
+        return _items(value, self.name, line_no, raw)
+
+    def _drop_pending(self, reason: str, detail: str) -> Reject:
+        assert self.pending is not None
+        raw = b"".join(self.pending)[:RAW_PREFIX]
+        self.pending = None
+        return Reject(reason, self.name, self.pending_line, raw, detail)
+
+
+def _items(value: Any, name: str, line_no: int, line: bytes) -> list[Item]:
+    """The events of one decoded value, then one reject per bad record in it."""
+    try:
+        found = records(value)
+    except Rejected as error:
+        return [Reject(error.reason, name, line_no, line[:RAW_PREFIX], error.detail)]
+    events: list[Event] = []
+    rejects: list[Item] = []
+    for record in found:
+        try:
+            events.append(parse_one(record))
+        except Rejected as error:
+            rejects.append(Reject(error.reason, name, line_no, line[:RAW_PREFIX], error.detail))
+    return [events, *rejects] if events else rejects
+
+
+def _concatenated(text: bytes) -> list[Any] | None:
+    """Several JSON values on one line (``{…}{…}``), or ``None`` if the line is not exactly that."""
+    try:
+        source = text.decode()
+    except UnicodeDecodeError:
+        return None
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(source):
+        try:
+            value, at = decoder.raw_decode(source, at)
+        except json.JSONDecodeError:
+            return None
+        values.append(value)
+        while at < len(source) and source[at] in " \t\r\n":
+            at += 1
+    return values
+
+
+def _json_error(text: bytes) -> str:
+    try:
+        _loads(text)
+    except _JSONDecodeError as error:
+        return str(error)[:200]
+    return ""
+
+
+def _open(path: str | os.PathLike[str]) -> tuple[IO[bytes], bool]:
+    try:
+        with open(path, "rb") as probe:
+            gzipped = probe.read(2) == _GZIP_MAGIC
+        if gzipped:
+            return io.BufferedReader(gzip.open(path, "rb"), _BUFFER), True  # type: ignore[arg-type]
+        return open(path, "rb", buffering=_BUFFER), False
+    except OSError as error:
+        raise UnreadableFile(error.errno, f"cannot read {os.fspath(path)}: {error.strerror}") from error

@@ -1,0 +1,124 @@
+"""Which source a decoded JSON record comes from, and its events (CONTRACT.md §2).
+
+Detection reads only which keys are present, a few dict lookups per record (this is the hot
+path of replay and of every ingest agent). Keys tested, most frequent source first:
+
+==========================  ===============================================================
+``fly``                     Fly NATS envelope (SOURCES.md §3a)
+``response_cost``           LiteLLM ``StandardLoggingPayload`` (§1a)
+``traceId``                 Langfuse observation (§2b, §2c)
+``spend`` + ``request_id``  ``"LiteLLM_SpendLogs"`` row (§1b)
+``message`` + ``meta``      ``flyctl logs --json`` object (§3b)
+``message`` + ``level``     LiteLLM JSON log line (§1c)
+``attributes``              Fly logs HTTP API item (§3c): its ``attributes`` as a flyctl entry
+``timestamp`` + ``id``      Langfuse trace (§2a)
+==========================  ===============================================================
+
+A JSON array is a batch of records (the ``generic_api`` callback posts arrays); an object with
+a ``data`` list is an API page (Langfuse ``{data, meta}``, Fly ``{data, meta}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import orjson
+
+from connectors.fly import parse_flyctl, parse_nats
+from connectors.langfuse import parse_observation, parse_trace
+from connectors.litellm import parse_json_log, parse_payload, parse_spendlog
+from models.events import Event, Rejected
+
+__all__ = ["parse_bytes", "parse_one", "parse_record", "parser_for", "records"]
+
+Parser = Callable[[dict[str, Any]], Event]
+# A wrong type anywhere in a record shows up as one of these inside a parser.
+_TYPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, OverflowError)
+
+
+def parser_for(obj: dict[str, Any]) -> Parser | None:
+    """The parser for one record, from its keys; ``None`` when no format has these keys."""
+    if "fly" in obj:
+        return parse_nats
+    if "response_cost" in obj:
+        return parse_payload
+    if "traceId" in obj:
+        return parse_observation
+    if "spend" in obj and "request_id" in obj:
+        return parse_spendlog
+    if "message" in obj:
+        if "meta" in obj:
+            return parse_flyctl
+        return parse_json_log if "level" in obj else None
+    if "attributes" in obj:
+        return _parse_fly_api_item
+    if "timestamp" in obj and "id" in obj:
+        return parse_trace
+    return None
+
+
+def parse_one(obj: object) -> Event:
+    """One record (a JSON object) → its event. Raises ``Rejected`` (never anything else)."""
+    if type(obj) is not dict:
+        raise Rejected("unknown_format", f"a record is a JSON {_json_type(obj)}, not an object")
+    parser = parser_for(obj)
+    if parser is None:
+        raise Rejected("unknown_format", "keys: " + ",".join(list(obj)[:8]))
+    try:
+        event = parser(obj)
+    except Rejected:
+        raise
+    except _TYPE_ERRORS as error:
+        raise Rejected("wrong_type", f"{parser.__name__}: {error}"[:200]) from None
+    _check_labels(event)
+    return event
+
+
+def records(value: object) -> list[Any]:
+    """The records in one decoded JSON value: itself, an array's items, or a page's ``data``."""
+    if type(value) is dict:
+        data = value.get("data")
+        if type(data) is list and parser_for(value) is None:
+            return data
+        return [value]
+    if type(value) is list:
+        return value
+    raise Rejected("unknown_format", f"a JSON {_json_type(value)}")
+
+
+def parse_record(value: object) -> list[Event]:
+    """Every event in one decoded JSON value (see ``records``); the first bad record raises."""
+    if type(value) is dict and "data" not in value:
+        return [parse_one(value)]
+    return [parse_one(record) for record in records(value)]
+
+
+def parse_bytes(raw: bytes | str) -> list[Event]:
+    """One raw message (a Kafka value, an HTTP body, a line) → its events; raises ``Rejected``."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise Rejected("not_json", str(error)[:200]) from None
+    return parse_record(value)
+
+
+def _parse_fly_api_item(obj: dict[str, Any]) -> Event:
+    attributes = obj["attributes"]
+    if type(attributes) is not dict or parser_for(attributes) is not parse_flyctl:
+        raise Rejected("unknown_format", "attributes is not a Fly log entry")
+    return parse_flyctl(attributes)
+
+
+def _check_labels(event: Event) -> None:
+    # Labels become dict keys downstream: a list or an object there would crash an aggregator.
+    if not (
+        type(event.provider) is str and type(event.model) is str and type(event.team) is str
+        and type(event.key) is str and type(event.app) is str and type(event.instance) is str
+        and type(event.region) is str and type(event.error_class) is str and type(event.call_type) is str
+    ):
+        raise Rejected("wrong_type", "a label field (provider, model, team, key, ...) is not a string")
+
+
+def _json_type(value: object) -> str:
+    names = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
+    return names.get(type(value), "null")

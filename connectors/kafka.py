@@ -1,0 +1,335 @@
+"""Raw topics and the batching producer every ``gatewatch tail`` source writes through.
+
+Topics: ``<prefix>.raw.<family>`` for the source families ``fly``, ``litellm``,
+``langfuse`` and ``infra``. A Kafka message on a raw topic is a **batch**: NDJSON bytes,
+one unparsed source record per line (up to ``max_records`` lines / ``max_bytes``).
+One message per log line would cap the Faust worker at a few thousand lines per
+second; batches of a few hundred lines move it to the speed of the parsers.
+
+Message layout (the worker relies on it):
+
+- value: records joined by ``\\n`` (no trailing newline); each record is one line of JSON;
+- key: chosen by the source so that records that must stay in order share a partition
+  (Fly: app/instance, file: the path, LiteLLM: the source name);
+- headers: ``gw-source`` (the ``tail`` source name), ``gw-batch`` (unique batch id, the
+  same on every resend of the same batch), ``gw-count`` (number of records).
+
+Tansu (the test broker) refuses ``InitProducerId``, so the producer is not idempotent:
+it uses ``acks=all`` and a resend may duplicate a batch. Consumers drop repeated
+``gw-batch`` ids with :class:`BatchDeduper`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from connectors.metrics import SourceMetrics
+
+__all__ = [
+    "FAMILIES", "raw_topic", "all_raw_topics", "encode_batch", "decode_batch", "BatchProducer",
+    "DeliveryError", "BatchDeduper", "ensure_topics", "consume_batches",
+]
+
+FAMILIES = ("fly", "litellm", "langfuse", "infra")
+HEADER_SOURCE, HEADER_BATCH, HEADER_COUNT = "gw-source", "gw-batch", "gw-count"
+# Kafka's default max.message.bytes is 1 MiB: a single record beyond this cannot travel.
+MAX_RECORD_BYTES = 900 * 1024
+log = logging.getLogger("gatewatch.kafka")
+
+
+def raw_topic(family: str, prefix: str = "gatewatch") -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown source family {family!r}; expected one of {FAMILIES}")
+    return f"{prefix}.raw.{family}"
+
+
+def all_raw_topics(prefix: str = "gatewatch") -> list[str]:
+    return [raw_topic(f, prefix) for f in FAMILIES]
+
+
+def encode_batch(records: Iterable[bytes]) -> bytes:
+    return b"\n".join(records)
+
+
+def decode_batch(value: bytes) -> list[bytes]:
+    return [line for line in value.split(b"\n") if line.strip()]
+
+
+class DeliveryError(Exception):
+    """The broker did not acknowledge a batch in time (or refused it)."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    topic: str
+    key: bytes | None
+    lines: list[bytes] = field(default_factory=list)
+    size: int = 0
+    started: float = field(default_factory=time.monotonic)
+    batch_id: str = ""
+
+
+class BatchProducer:
+    """Buffers raw records per (topic, key) into NDJSON batches and sends them with acks=all.
+
+    ``add`` buffers (and sends a batch once it is full); a background task sends batches
+    older than ``linger`` seconds; ``flush`` sends everything and waits until the broker
+    has acknowledged it, raising :class:`DeliveryError` otherwise (failed batches stay
+    queued and are resent, with the same batch id, by the next flush). A source writes
+    its checkpoint only after a successful ``flush``: that is what makes it at-least-once.
+    """
+
+    def __init__(self, brokers: list[str] | str, source: str, *, prefix: str = "gatewatch",
+                 max_records: int = 500, max_bytes: int = 256 * 1024, linger: float = 0.5,
+                 delivery_timeout: float = 30.0, max_in_flight: int = 16,
+                 compression: str | None = None, metrics: SourceMetrics | None = None) -> None:
+        self.source, self.prefix = source, prefix
+        self.max_records, self.max_bytes, self.linger = max_records, max_bytes, linger
+        self.delivery_timeout, self.max_in_flight = delivery_timeout, max_in_flight
+        self.metrics = metrics or SourceMetrics(source)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=brokers, acks="all", enable_idempotence=False, linger_ms=5,
+            max_request_size=max(1024 * 1024, max_bytes * 2), compression_type=compression,
+            request_timeout_ms=int(delivery_timeout * 1000), client_id=f"gatewatch-tail-{source}")
+        self._open: dict[tuple[str, bytes | None], _Batch] = {}
+        self._failed: list[_Batch] = []
+        self._in_flight: list[tuple[_Batch, asyncio.Future]] = []
+        self._run_id = f"{source}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._seq = 0
+        self._ticker: asyncio.Task | None = None
+        # add/flush/linger interleave at awaits; one lock keeps "flush returned" meaning
+        # "every batch handed over before it is acknowledged".
+        self._lock = asyncio.Lock()
+        self._last_retry = 0.0
+
+    async def start(self) -> None:
+        await asyncio.wait_for(self._producer.start(), self.delivery_timeout)
+        self._ticker = asyncio.create_task(self._linger_loop())
+
+    async def stop(self) -> None:
+        """Flush what is buffered (best effort) and close the producer."""
+        if self._ticker:
+            self._ticker.cancel()
+        try:
+            await self.flush()
+        except DeliveryError as exc:
+            log.error("final flush failed", extra={"kv": {"source": self.source, "error": str(exc)}})
+        finally:
+            await self._producer.stop()
+
+    async def add(self, family: str, record: bytes, key: bytes | None = None) -> None:
+        """Buffer one raw record (one line of JSON) for the family's raw topic."""
+        self.metrics.records_in()
+        if len(record) > MAX_RECORD_BYTES:
+            self.metrics.rejected("oversize")
+            log.warning("record too large", extra={"kv": {"source": self.source, "bytes": len(record)}})
+            return
+        k = (raw_topic(family, self.prefix), key)
+        batch = self._open.get(k)
+        if batch and batch.size + len(record) + 1 > self.max_bytes:
+            await self._seal(k)
+        batch = self._open.get(k)
+        if batch is None:
+            batch = self._open[k] = _Batch(*k)
+        batch.lines.append(record)
+        batch.size += len(record) + 1
+        if len(batch.lines) >= self.max_records:
+            await self._seal(k)
+
+    async def send_records(self, family: str, records: list[bytes], key: bytes | None = None) -> None:
+        """Send records now, bypassing the buffers, and wait for the broker's ack.
+
+        Used by the HTTP receiver, which may only answer 2xx once its batch is stored.
+        Failed batches are *not* requeued: the caller reports the failure to its client.
+        A timed-out send may still reach the broker later, so the batch id is a hash of
+        the content: a client's retry of the same body gets the same id, and consumers
+        keep one copy.
+        """
+        self.metrics.records_in(len(records))
+        batches = list(self._chunk(raw_topic(family, self.prefix), key, records))
+        for batch in batches:
+            batch.batch_id = f"{self.source}-h{hashlib.blake2b(encode_batch(batch.lines), digest_size=16).hexdigest()}"
+        futures = [await self._enqueue(b) for b in batches]
+        results = await asyncio.gather(*(self._wait(f) for f in futures), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for batch, result in zip(batches, results):
+            if not isinstance(result, BaseException):
+                self._delivered(batch)
+        if errors:
+            self.metrics.errors()
+            raise DeliveryError(str(errors[0]))
+
+    async def flush(self) -> None:
+        async with self._lock:
+            for k in list(self._open):
+                await self._send(self._open.pop(k))
+            await self._resend_failed()
+            await self._drain(0)
+        if self._failed:
+            raise DeliveryError(f"{len(self._failed)} batch(es) not acknowledged by the broker")
+
+    @property
+    def pending(self) -> int:
+        return sum(len(b.lines) for b in self._open.values()) + sum(len(b.lines) for b in self._failed)
+
+    def _chunk(self, topic: str, key: bytes | None, records: list[bytes]) -> Iterable[_Batch]:
+        batch = _Batch(topic, key)
+        for record in records:
+            if batch.lines and (len(batch.lines) >= self.max_records
+                                or batch.size + len(record) + 1 > self.max_bytes):
+                yield batch
+                batch = _Batch(topic, key)
+            batch.lines.append(record)
+            batch.size += len(record) + 1
+        if batch.lines:
+            yield batch
+
+    async def _seal(self, k: tuple[str, bytes | None]) -> None:
+        # Popped under the lock: a batch is always either open, in flight or failed, so a
+        # flush that holds the lock sees every record whose ``add`` has returned.
+        async with self._lock:
+            batch = self._open.pop(k, None)
+            if batch is not None:
+                await self._send(batch)
+
+    async def _resend_failed(self) -> None:
+        retry, self._failed = self._failed, []
+        self._last_retry = time.monotonic()
+        for batch in retry:
+            await self._send(batch)
+
+    async def _send(self, batch: _Batch) -> None:
+        try:
+            fut = await self._enqueue(batch)
+        except DeliveryError:
+            self._failed.append(batch)
+            self.metrics.errors()
+            return
+        self._in_flight.append((batch, fut))
+        if len(self._in_flight) > self.max_in_flight:
+            await self._drain(self.max_in_flight // 2)
+
+    async def _enqueue(self, batch: _Batch) -> asyncio.Future:
+        if not batch.batch_id:
+            self._seq += 1
+            batch.batch_id = f"{self._run_id}-{self._seq}"
+        headers = [(HEADER_SOURCE, self.source.encode()), (HEADER_BATCH, batch.batch_id.encode()),
+                   (HEADER_COUNT, str(len(batch.lines)).encode())]
+        try:
+            return await asyncio.wait_for(self._producer.send(
+                batch.topic, encode_batch(batch.lines), key=batch.key, headers=headers),
+                self.delivery_timeout)
+        except Exception as exc:  # broker unreachable, metadata timeout, message too large
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _wait(self, fut: asyncio.Future) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.delivery_timeout)
+        except Exception as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _drain(self, keep: int) -> None:
+        """Wait for in-flight batches until at most ``keep`` remain; requeue failures."""
+        while len(self._in_flight) > keep:
+            batch, fut = self._in_flight.pop(0)
+            try:
+                await self._wait(fut)
+                self._delivered(batch)
+            except DeliveryError as exc:
+                self.metrics.errors()
+                log.warning("batch not acknowledged", extra={"kv": {
+                    "source": self.source, "topic": batch.topic, "batch": batch.batch_id, "error": str(exc)}})
+                self._failed.append(batch)
+
+    def _delivered(self, batch: _Batch) -> None:
+        self.metrics.batches()
+        self.metrics.records_out(len(batch.lines))
+
+    async def _linger_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.linger / 2, 0.01))
+            try:
+                async with self._lock:
+                    await self._linger_tick(time.monotonic())
+            except Exception as exc:  # the ticker must outlive a bad moment of the broker
+                self.metrics.errors()
+                log.warning("linger flush failed", extra={"kv": {"source": self.source, "error": str(exc)}})
+
+    async def _linger_tick(self, now: float) -> None:
+        for k in [k for k, b in self._open.items() if now - b.started >= self.linger]:
+            await self._send(self._open.pop(k))
+        if self._failed and now - self._last_retry >= 1.0:  # sources that never flush still retry
+            await self._resend_failed()
+        await self._drain(0)
+
+
+class BatchDeduper:
+    """Remembers the last ``capacity`` batch ids; ``seen(id)`` is True for a repeat."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity, self._ids = capacity, OrderedDict[str, None]()
+
+    def seen(self, batch_id: str | None) -> bool:
+        if not batch_id:
+            return False
+        if batch_id in self._ids:
+            return True
+        self._ids[batch_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False
+
+
+async def ensure_topics(brokers: list[str] | str, prefix: str = "gatewatch", partitions: int = 4) -> None:
+    """Create the raw topics if missing (an existing topic is left as it is)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in all_raw_topics(prefix)])
+    except Exception as exc:  # TopicAlreadyExists on some brokers raises instead of answering
+        log.debug("create_topics", extra={"kv": {"error": str(exc)}})
+    finally:
+        await admin.close()
+
+
+def _header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
+    for k, v in headers or ():
+        if k == name:
+            return v.decode()
+    return None
+
+
+async def consume_batches(brokers: list[str] | str, topics: list[str], *, group_id: str | None = None,
+                          from_beginning: bool = True, idle_timeout: float | None = None,
+                          ) -> AsyncIterator[tuple[str, str | None, list[bytes]]]:
+    """Yield ``(topic, source, records)`` per new batch, skipping repeated batch ids.
+
+    ``idle_timeout`` ends the iteration after that many seconds without messages
+    (tests and one-shot tools); ``None`` consumes forever.
+    """
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=brokers, group_id=group_id,
+                                auto_offset_reset="earliest" if from_beginning else "latest",
+                                enable_auto_commit=group_id is not None)
+    dedup = BatchDeduper()
+    await consumer.start()
+    try:
+        idle_since = time.monotonic()
+        while idle_timeout is None or time.monotonic() - idle_since < idle_timeout:
+            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
+                idle_since = time.monotonic()
+                for m in messages:
+                    if not dedup.seen(_header(m.headers, HEADER_BATCH)):
+                        yield tp.topic, _header(m.headers, HEADER_SOURCE), decode_batch(m.value)
+    finally:
+        await consumer.stop()

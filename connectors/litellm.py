@@ -1,0 +1,223 @@
+"""LiteLLM records → ``Event``.
+
+Three formats, specified field by field in reference/SOURCES.md:
+
+* §1a ``StandardLoggingPayload``: one LLM call, as the ``generic_api`` callback posts it
+  (epoch-second floats, ``error_information.error_code`` as a string);
+* §1b a ``"LiteLLM_SpendLogs"`` row as JSON (ISO times, ``cache_hit`` as ``"True"``/``"False"``);
+* §1c a JSON log line (``json_logs: true``): ``message``, ``level``, naive ``timestamp``,
+  ``component``; standalone, or decoded from a Fly log envelope's ``message``.
+
+Parsers are lenient about missing or unknown keys. A record that cannot be placed in time
+raises ``Rejected``; other wrong types surface as TypeError/ValueError/AttributeError, which
+``connectors.formats`` turns into ``Rejected("wrong_type")``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from connectors.fields import flag, number, to_epoch
+from models.events import (
+    LOG,
+    REQUEST,
+    SIG_ACCESS,
+    SIG_APP_ERROR,
+    SIG_OTHER,
+    SIG_PROXY_EXCEPTION,
+    SIG_START,
+    Event,
+    Rejected,
+)
+
+__all__ = ["error_class_in", "http_status", "parse_json_log", "parse_payload", "parse_spendlog"]
+
+_EMPTY: dict[str, Any] = {}
+MESSAGE_CHARS = 300  # enough to explain an alert; a stack trace is not
+
+# Exception class → HTTP status when the record carries no numeric code (LiteLLM's exception
+# mapping: litellm/exceptions.py). Anything else is a 500.
+_STATUS_BY_CLASS = {
+    "RateLimitError": 429,
+    "Timeout": 408,
+    "AuthenticationError": 401,
+    "PermissionDeniedError": 403,
+    "NotFoundError": 404,
+    "BadRequestError": 400,
+    "ContentPolicyViolationError": 400,
+    "ContextWindowExceededError": 400,
+    "ServiceUnavailableError": 503,
+}
+_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
+_PROXY_COMPONENTS = frozenset({"LiteLLM Proxy", "LiteLLM Router"})
+_ACCESS = re.compile(r'"([A-Z]+) ([^ "?]+)[^ "]* HTTP/[\d.]+" (\d{3})')
+_RETURNED = re.compile(r"(\w+) returned (\d{3})\b")
+_ERROR_CLASS = re.compile(r"\b([A-Z]\w*(?:Error|Timeout))\b")
+
+
+def http_status(error_code: object, error_class: str | None) -> int:
+    """The HTTP status of a failed call: its numeric error code, else one mapped from its class."""
+    if type(error_code) is str and error_code.isdigit():
+        error_code = int(error_code)
+    if type(error_code) is int and 100 <= error_code <= 599:
+        return error_code
+    return _STATUS_BY_CLASS.get(error_class or "", 500)
+
+
+def error_class_in(text: str) -> str:
+    """The first exception class named in an error text (``litellm.RateLimitError: …``), or ""."""
+    match = _ERROR_CLASS.search(text)
+    return match[1] if match else ""
+
+
+def parse_payload(obj: dict[str, Any]) -> Event:
+    """A ``StandardLoggingPayload`` (SOURCES.md §1a) → a ``request`` event."""
+    start = to_epoch(obj.get("startTime"), "startTime")
+    end = to_epoch(obj.get("endTime"), "endTime")
+    meta = obj.get("metadata") or _EMPTY
+    error = obj.get("error_information") or _EMPTY
+    ok = _succeeded(obj.get("status"), error)
+    return Event(
+        ts=_event_time(end, start),
+        kind=REQUEST,
+        source="litellm",
+        provider=obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model")),
+        model=obj.get("model_group") or obj.get("model") or "",
+        team=meta.get("user_api_key_team_alias") or meta.get("user_api_key_team_id") or "",
+        key=meta.get("user_api_key_alias") or (meta.get("user_api_key_hash") or "")[:12],
+        ok=ok,
+        status=200 if ok else http_status(error.get("error_code"), error.get("error_class")),
+        error_class="" if ok else error.get("error_class") or "",
+        latency=None if start is None or end is None else end - start,
+        ttft=_ttft(obj, start) if obj.get("stream") is True else None,
+        tokens=int(obj.get("total_tokens") or 0),
+        cost=float(obj.get("response_cost") or 0.0),
+        cache_hit=None if obj.get("cache_key") == "Cache OFF" else flag(obj.get("cache_hit")),
+        call_type=obj.get("call_type") or "",
+        budget=number(meta.get("user_api_key_team_max_budget")),
+        team_spend=number(meta.get("user_api_key_team_spend")),
+        request_id=obj.get("id") or "",
+        trace_id=obj.get("trace_id") or "",
+    )
+
+
+def parse_spendlog(obj: dict[str, Any]) -> Event:
+    """A ``"LiteLLM_SpendLogs"`` row as JSON (SOURCES.md §1b) → a ``request`` event."""
+    start = to_epoch(obj.get("startTime"), "startTime")
+    end = to_epoch(obj.get("endTime"), "endTime")
+    meta = _spendlog_metadata(obj.get("metadata"))
+    error = meta.get("error_information") or _EMPTY
+    ok = _succeeded(obj.get("status") or meta.get("status"), error)
+    duration_ms = number(obj.get("request_duration_ms"))
+    return Event(
+        ts=_event_time(end, start),
+        kind=REQUEST,
+        source="spendlogs",
+        provider=obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model")),
+        model=obj.get("model_group") or obj.get("model") or "",
+        team=meta.get("user_api_key_team_alias") or obj.get("team_id") or meta.get("user_api_key_team_id") or "",
+        key=meta.get("user_api_key_alias") or (obj.get("api_key") or "")[:12],
+        ok=ok,
+        status=200 if ok else http_status(error.get("error_code"), error.get("error_class")),
+        error_class="" if ok else error.get("error_class") or "",
+        latency=duration_ms / 1000.0 if duration_ms is not None else _span(start, end),
+        tokens=int(obj.get("total_tokens") or 0),
+        cost=float(obj.get("spend") or 0.0),
+        cache_hit=None if obj.get("cache_key") == "Cache OFF" else flag(obj.get("cache_hit")),
+        call_type=obj.get("call_type") or "",
+        budget=number(meta.get("user_api_key_team_max_budget")),
+        team_spend=number(meta.get("user_api_key_team_spend")),
+        request_id=obj.get("request_id") or "",
+        trace_id=obj.get("session_id") or "",
+    )
+
+
+def parse_json_log(
+    obj: dict[str, Any],
+    ts: float | None = None,
+    *,
+    source: str = "litellm",
+    app: str = "",
+    instance: str = "",
+    region: str = "",
+    level: str = "",
+) -> Event:
+    """A LiteLLM JSON log line (SOURCES.md §1c) → a ``log`` event with its ``signal``.
+
+    When the line came inside an envelope (Fly), the envelope's fields are passed in and its
+    ``ts`` wins over the line's naive ``timestamp``; ``level`` is the envelope's, used only when
+    the line has none.
+    """
+    if ts is None:
+        ts = _event_time(to_epoch(obj.get("timestamp"), "timestamp"), None)
+    event = Event(ts=ts, kind=LOG, source=source, app=app, instance=instance, region=region,
+                  level=(obj.get("level") or level).upper(), trace_id=obj.get("trace_id") or "")
+    _classify(event, obj.get("message") or "", obj.get("component") or "")
+    return event
+
+
+def _classify(event: Event, message: str, component: str) -> None:
+    if component == "uvicorn.access" or (not component and "HTTP/" in message):
+        access = _ACCESS.search(message)
+        if access is not None:
+            event.signal, event.status, event.message = SIG_ACCESS, int(access[3]), access[2]
+            event.ok = event.status < 400
+            return
+    event.message = message[:MESSAGE_CHARS]
+    if component in _PROXY_COMPONENTS and event.level in _ERROR_LEVELS:
+        _proxy_exception(event, message)
+    elif "Starting LiteLLM Proxy Server" in message:
+        event.signal = SIG_START
+    elif event.level in _ERROR_LEVELS:
+        event.signal, event.ok = SIG_APP_ERROR, False
+    else:
+        event.signal = SIG_OTHER
+
+
+def _proxy_exception(event: Event, message: str) -> None:
+    """``… Exception occured - litellm.APIError: openai returned 503``: status, class, provider."""
+    event.signal, event.ok = SIG_PROXY_EXCEPTION, False
+    event.error_class = error_class_in(message)
+    returned = _RETURNED.search(message)
+    if returned is not None:
+        event.provider, event.status = returned[1], int(returned[2])
+    elif event.error_class:
+        event.status = _STATUS_BY_CLASS.get(event.error_class, 500)
+
+
+def _succeeded(status: object, error: dict[str, Any]) -> bool:
+    # Old payloads carry no status: then the presence of an error class decides.
+    return status == "success" if status else not error.get("error_class")
+
+
+def _event_time(end: float | None, start: float | None) -> float:
+    if end is not None:
+        return end
+    if start is not None:
+        return start
+    raise Rejected("missing_field", "no event time (endTime/startTime/timestamp)")
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else end - start
+
+
+def _ttft(obj: dict[str, Any], start: float | None) -> float | None:
+    return _span(start, to_epoch(obj.get("completionStartTime"), "completionStartTime"))
+
+
+def _prefix(model: object) -> str:
+    """``bedrock/anthropic.claude…`` → ``bedrock``: LiteLLM model names carry the provider."""
+    if type(model) is str and "/" in model:
+        return model.split("/", 1)[0]
+    return ""
+
+
+def _spendlog_metadata(meta: object) -> dict[str, Any]:
+    # Json columns come back as objects from psycopg, but as text from some exports.
+    if type(meta) is str:
+        meta = orjson.loads(meta) if meta else None
+    return meta or _EMPTY  # type: ignore[return-value]

@@ -1,0 +1,119 @@
+"""Slack sinks against a local fake Slack (real slack-sdk, real sockets)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from connectors.outbox import FileStateStore, MemoryStateStore
+from connectors.slack import SlackSink, SlackWebhookSink, render_message, route_channel, thread_line
+from tests.slack_server import FakeSlack, assert_golden, notification
+
+TOKEN = "xoxb-test-token-not-for-logs"
+
+
+@pytest.fixture
+def slack():
+    server = FakeSlack().start()
+    yield server
+    server.stop()
+
+
+def _sink(server: FakeSlack, store=None, routes=(), timeout: float = 2.0) -> SlackSink:
+    client = AsyncWebClient(token=TOKEN, base_url=server.api_url, timeout=timeout, retry_handlers=[])
+    return SlackSink(client, store if store is not None else MemoryStateStore(), "#llm-alerts", routes)
+
+
+def _anomaly() -> dict:
+    return notification("inc-cost-7", category="cost", severity="warning", labels={"team": "support"},
+                        title="Spend of team support $41/h above forecast", links=[],
+                        alerts=[{"name": "CostAnomaly", "category": "cost", "detector": "anomaly",
+                                 "value": 58.2, "baseline": 17.1, "score": 0.97,
+                                 "labels": {"team": "support", "model": "gpt-4o"},
+                                 "explanation": "support on gpt-4o: +$38/h (92%)"}])
+
+
+@pytest.mark.parametrize("name, n", [
+    ("firing", notification()),
+    ("resolved", notification(seq=3, status="resolved", at="2026-09-14T09:20:00.000Z")),
+    ("anomaly_cost", _anomaly()),
+])
+def test_blocks_match_golden(name: str, n: dict) -> None:
+    text, blocks = render_message(n)
+    assert_golden(f"slack_{name}", {"text": text, "blocks": blocks, "thread_line": thread_line(n)})
+
+
+def test_blocks_respect_slack_limits() -> None:
+    n = notification(title="x" * 400, summary="y" * 5000, links=[{"title": "t" * 200, "url": "u"}] * 9)
+    _, blocks = render_message(n)
+    assert len(blocks[0]["text"]["text"]) <= 150
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section" and "text" in b)
+    actions = [b for b in blocks if b["type"] == "actions"][0]["elements"]
+    assert len(actions) == 5 and all(len(a["text"]["text"]) <= 75 for a in actions)
+
+
+@pytest.mark.parametrize("n, expected", [
+    (notification(), "#oncall"),
+    (notification(severity="warning", labels={"team": "support"}), "#support"),
+    (notification(severity="info", category="traffic"), "#llm-alerts"),
+])
+def test_routing_table(n: dict, expected: str) -> None:
+    routes = [{"match": {"severity": "critical"}, "channel": "#oncall"},
+              {"match": {"team": ["support", "sales"]}, "channel": "#support"}]
+    assert route_channel(n, routes, "#llm-alerts") == expected
+
+
+async def test_one_message_per_incident_updates_in_thread(slack: FakeSlack, tmp_path) -> None:
+    sink = _sink(slack, FileStateStore(tmp_path))
+    for n in (notification(seq=1), notification(seq=2)):
+        assert (await sink.send(n, f"k:{n['seq']}")).error is None
+    # a new sink over the same state directory (a restart) keeps threading
+    sink = _sink(slack, FileStateStore(tmp_path))
+    assert (await sink.send(notification(seq=3, status="resolved"), "k:3")).error is None
+    parents = [r for r in slack.calls("chat.postMessage") if not r.get("thread_ts")]
+    replies = [r for r in slack.calls("chat.postMessage") if r.get("thread_ts")]
+    assert len(parents) == 1 and len(slack.calls("chat.update")) == 2 and len(replies) == 2
+    assert {r["thread_ts"] for r in replies} == {parents[0]["ts"]}
+    assert slack.messages[parents[0]["ts"]]["text"].startswith(":white_check_mark: Resolved")
+
+
+@pytest.mark.parametrize("step, retryable, retry_after", [
+    (("429", 3), True, 3.0),
+    (("status", 500), True, None),
+    (("error", "ratelimited"), True, None),
+    (("error", "channel_not_found"), False, None),
+    (("error", "invalid_auth"), False, None),
+])
+async def test_errors_map_to_outcomes(slack: FakeSlack, step, retryable: bool, retry_after) -> None:
+    slack.script(step)
+    outcome = await _sink(slack).send(notification(), "k:1")
+    assert outcome.error and outcome.retryable is retryable and outcome.retry_after == retry_after
+
+
+async def test_down_and_slow_are_retryable(slack: FakeSlack) -> None:
+    slack.script(("slow", 0.6))
+    slow = await _sink(slack, timeout=0.2).send(notification(), "k:1")
+    slack.stop()
+    down = await _sink(slack).send(notification(), "k:1")
+    assert slow.retryable and "timeout" in slow.error
+    assert down.retryable and down.error
+
+
+async def test_incoming_webhook_mode_posts_each_notification(slack: FakeSlack, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    sink = SlackWebhookSink.from_url(slack.url + "/hooks/T0/B0/secret-hook-part", timeout=2)
+    for seq in (1, 2):
+        assert (await sink.send(notification(seq=seq), f"k:{seq}")).error is None
+    slack.script(("status", 503))
+    assert (await sink.send(notification(seq=3), "k:3")).retryable
+    assert len(slack.calls("webhook")) == 2 and slack.calls("webhook")[0]["blocks"][0]["type"] == "header"
+    assert "secret-hook-part" not in caplog.text + repr(sink)
+
+
+async def test_token_not_in_repr_or_logs(slack: FakeSlack, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    sink = _sink(slack)
+    await sink.send(notification(), "k:1")
+    assert TOKEN not in repr(sink) + caplog.text

@@ -99,7 +99,25 @@ class Delivery:
 
     def submit(self, n: Mapping[str, Any]) -> Decision:
         """Decide and enqueue one notification; durable when this returns."""
-        n = dict(n)
+        decision = self._submit(dict(n))
+        self._persist()
+        return decision
+
+    def submit_many(self, notifications: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+        """``submit`` each, with one fsync at the end; returns counts by decision."""
+        counts: dict[str, int] = {}
+        for n in notifications:
+            decision = self._submit(dict(n))
+            label = "queued" if isinstance(decision, Send) else decision.reason
+            counts[label] = counts.get(label, 0) + 1
+        self._persist()
+        return counts
+
+    def _persist(self) -> None:
+        self.outbox.sync()
+        self.state.put(ACTIVE_STATE, self.active.snapshot())
+
+    def _submit(self, n: dict[str, Any]) -> Decision:
         key = idempotency_key(n)
         if all(self.outbox.state_of(s.name, key) is not None for s in self.sinks):
             return self._suppress(n, key, Suppressed("duplicate", detail="key already enqueued or settled"))
@@ -111,17 +129,8 @@ class Delivery:
             return self._suppress(n, key, decision)
         for sink in self.sinks:
             self.outbox.enqueue(sink.name, key, n)
-        self.outbox.sync()
         self._wakeup.set()
         return decision
-
-    def submit_many(self, notifications: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for n in notifications:
-            decision = self.submit(n)
-            label = "queued" if isinstance(decision, Send) else decision.reason
-            counts[label] = counts.get(label, 0) + 1
-        return counts
 
     def _mute(self, n: dict[str, Any]) -> Decision:
         now: datetime = parse_time(n.get("at") or n.get("started_at"))
@@ -132,7 +141,6 @@ class Delivery:
             self.active.notified.add(incident)
         if n.get("status") == "resolved":
             self.active.forget(incident)
-        self.state.put(ACTIVE_STATE, self.active.snapshot())
         return decision
 
     def _suppress(self, n: Mapping[str, Any], key: str, decision: Suppressed) -> Suppressed:

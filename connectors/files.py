@@ -161,7 +161,7 @@ class _Slow:
         if text[:1] == b"{":
             values = _concatenated(text)
             if values is not None:
-                return [item for value in values for item in _items(value, self.name, line_no, line)]
+                return _items(values, self.name, line_no, line)  # as if it were an array
             if line[:1] == b"{":
                 self.pending, self.pending_line, self.pending_size = [line], line_no, len(line)
                 return []

@@ -110,6 +110,8 @@ def text_signal(message: str, provider: str, level: str) -> str:
         return SIG_PROXY_ERROR
     if "ClickHouse INSERT error" in message:
         return SIG_CLICKHOUSE_ERROR
+    if "Starting LiteLLM Proxy Server" in message:  # the same line without json_logs
+        return SIG_START
     if "Processed ingestion queue batch" in message:
         return SIG_INGEST_BATCH
     if level in _ERROR_LEVELS or _looks_like_error(message):

@@ -111,12 +111,12 @@ def _parse_fly_api_item(obj: dict[str, Any]) -> Event:
 
 def _check_labels(event: Event) -> None:
     # Labels become dict keys downstream: a list or an object there would crash an aggregator.
-    if not (
-        type(event.provider) is str and type(event.model) is str and type(event.team) is str
-        and type(event.key) is str and type(event.app) is str and type(event.instance) is str
-        and type(event.region) is str and type(event.error_class) is str and type(event.call_type) is str
-    ):
-        raise Rejected("wrong_type", "a label field (provider, model, team, key, ...) is not a string")
+    # str.join raises TypeError on any non-string, and is the cheapest check of the nine.
+    try:
+        "".join((event.provider, event.model, event.team, event.key, event.app, event.instance,
+                 event.region, event.error_class, event.call_type))
+    except TypeError:
+        raise Rejected("wrong_type", "a label field (provider, model, team, key, ...) is not a string") from None
 
 
 def _json_type(value: object) -> str:

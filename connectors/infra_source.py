@@ -70,12 +70,20 @@ async def postgres_metrics(dsn: str, long_query_s: float = 60.0) -> list[tuple[s
                ("postgres_connections_used_ratio", in_use / max_conn if max_conn else 0.0),
                ("postgres_long_running_queries", float(long_running)),
                ("postgres_longest_query_seconds", float(longest))]
-        if await (await conn.execute(
-                "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")).fetchone():
-            mean = (await (await conn.execute(_PG_STATEMENTS)).fetchone())[0]
-            if mean is not None:
-                out.append(("postgres_mean_exec_time_ms", float(mean)))
+        mean = await _mean_exec_time_ms(conn)
+        if mean is not None:
+            out.append(("postgres_mean_exec_time_ms", mean))
     return out
+
+
+async def _mean_exec_time_ms(conn: psycopg.AsyncConnection) -> float | None:
+    if not await (await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")).fetchone():
+        return None
+    try:
+        mean = (await (await conn.execute(_PG_STATEMENTS)).fetchone())[0]
+    except psycopg.Error:  # created but not in shared_preload_libraries: no statistics
+        return None
+    return float(mean) if mean is not None else None
 
 
 class MetricPoller:

@@ -70,7 +70,11 @@ class NatsSource:
             else:
                 await self._run_core(nc, stop)
         finally:
-            await nc.drain()
+            # Not nc.drain(): with a pull subscription nats-py waits out its 30 s drain timeout.
+            # The core subscription is drained above, and acks are flushed here.
+            if nc.is_connected:
+                await nc.flush(timeout=5)
+            await nc.close()
 
     async def _run_core(self, nc: nats.NATS, stop: asyncio.Event) -> None:
         async def on_message(msg) -> None:

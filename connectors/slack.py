@@ -78,8 +78,13 @@ def _fields(n: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def _header(n: Mapping[str, Any]) -> str:
     if n.get("status") == "resolved":
-        return f"{_RESOLVED} Resolved: {n.get('title', '')}"[:150]
+        return f"{_RESOLVED} Resolved: {_bare_title(n)}"[:150]
     return f"{_EMOJI.get(str(n.get('severity')), ':bell:')} {n.get('title', '')}"[:150]
+
+
+def _bare_title(n: Mapping[str, Any]) -> str:
+    title = str(n.get("title", ""))
+    return title[len("RESOLVED: "):] if title.upper().startswith("RESOLVED: ") else title
 
 
 def render_message(n: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -103,7 +108,7 @@ def render_message(n: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 def thread_line(n: Mapping[str, Any]) -> str:
     if n.get("status") == "resolved":
-        return f"{_RESOLVED} Resolved at {n.get('at')}: {n.get('title', '')}"
+        return f"{_RESOLVED} Resolved at {n.get('at')}: {_bare_title(n)}"
     alerts = len(n.get("alerts") or [])
     return f"{_EMOJI.get(str(n.get('severity')), ':bell:')} Update {n.get('seq', '?')} at {n.get('at')}: " \
            f"{n.get('title', '')} ({alerts} alert(s))"
@@ -179,6 +184,8 @@ class SlackSink:
         text, blocks = render_message(n)
         channel, ts = parent["channel"], parent["ts"]
         resp = await _guard(self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
+        if isinstance(resp, Outcome) and "message_not_found" in str(resp.error):
+            return await self._post(n)  # someone deleted the parent: start a new one
         if isinstance(resp, Outcome):
             return resp
         resp = await _guard(self.client.chat_postMessage(channel=channel, thread_ts=ts, text=thread_line(n)))

@@ -56,12 +56,12 @@ class RejectLog:
     def __init__(self, summary: Summary, out: IO[bytes] | None) -> None:
         self.summary, self.out = summary, out
 
-    def __call__(self, reason: str, path: str, line_no: int, raw: bytes | str) -> None:
+    def __call__(self, reason: str, path: str, line_no: int, raw: bytes | str, detail: str = "") -> None:
         self.summary.rejected[reason] += 1
         if self.out is not None:
             if isinstance(raw, bytes):
-                raw = raw[:2000].decode("utf-8", "replace")
-            rec = {"reason": reason, "file": path, "line": line_no, "raw": raw[:2000]}
+                raw = raw.decode("utf-8", "replace")
+            rec = {"reason": reason, "detail": detail, "file": path, "line": line_no, "raw": raw[:2000]}
             self.out.write(orjson.dumps(rec) + b"\n")
 
 
@@ -74,7 +74,7 @@ def file_events(path: str, on_reject: RejectLog, order: int) -> Iterator[tuple[f
                 seq += 1
                 yield ev.ts, order, seq, ev
         else:
-            on_reject(item.reason, item.file, item.line_no, item.raw)
+            on_reject(item.reason, item.file, item.line_no, item.raw_prefix, item.detail)
 
 
 class Deduper:

@@ -88,6 +88,9 @@ def simulate(out_dir: str | Path, scenario: str = "default", start: str | None =
              workers: int | None = None, compresslevel: int = 3) -> Result:
     """Generates a run and writes its four files into ``out_dir``."""
     began = time.perf_counter()
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    select(incidents)  # fail before writing anything
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sim, incident_labels = build(scenario, start, hours, seed, rps, incidents)

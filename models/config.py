@@ -22,7 +22,7 @@ from models.incidents import Timing
 from models.rules import DEFAULT_RULES, Rule, rules_from_config
 
 _KNOWN = {"budgets", "rules", "lateness_seconds", "incidents", "anomaly", "silences", "routes",
-          "inhibit", "slack", "webhooks"}
+          "inhibit", "slack", "webhooks", "retry"}
 
 
 @dataclass(frozen=True)

@@ -173,13 +173,15 @@ class RuleState:
     frozen_baseline: float | None = None  # the baseline as it was when the condition started
 
     def step(self, rule: Rule, reading: Reading | None, now: float) -> Transition | None:
-        judged = reading is not None and rule.guarded(reading)
-        if judged:
+        # Firing needs the full guards (volume and count); clearing needs only volume:
+        # an error rate back to 0 has no errors to count, and that is the good news.
+        has_volume = reading is not None and reading.volume >= rule.min_volume
+        if has_volume:
             self.no_data_since = None
             self.last = reading
         if not self.firing:
-            return self._step_idle(rule, reading if judged else None, now)
-        return self._step_firing(rule, reading if judged else None, now)
+            return self._step_idle(rule, reading if has_volume and rule.guarded(reading) else None, now)
+        return self._step_firing(rule, reading if has_volume else None, now)
 
     def _step_idle(self, rule: Rule, r: Reading | None, now: float) -> Transition | None:
         if r is None or not rule.breached(r.value):

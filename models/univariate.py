@@ -17,7 +17,13 @@ How it works, and why each part is there:
 4. **Anomaly likelihood** (Ahmad et al., "Unsupervised real-time anomaly detection for
    streaming data", Neurocomputing 2017). Each channel is compared with its own long-run
    EW mean and variance; the Gaussian tail probability, as ``bits = -log10(tail)``, is
-   what is surprising *for this series*, so one threshold fits every series. Numenta
+   what is surprising *for this series*, so one threshold fits every series. The Gaussian
+   tail is far too confident for evidence that keeps hitting the cap ``zcap`` (e.g. regular
+   spikes on a flat or quantised line, where the robust scale collapses to ~0): each channel
+   also tracks the EW rate of capped evidence, and once the cap has been hit at least
+   ``cap_hits`` times per ``long_span`` points, a capped point is worth at most
+   ``-log10(rate) + cap_slack`` bits, i.e. it is bounded by how often it actually happens.
+   Series whose cap hits are rare (the usual case) are unaffected. Numenta
    also averages the raw score over a short window; measured on NAB that only delayed
    detections, so there is none here.
 5. **Onset, not persistence.** The score is the excess of ``bits`` over the decayed
@@ -30,8 +36,8 @@ How it works, and why each part is there:
    ``max_protect`` points in a row, after which the new regime is accepted.
 
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
-missing timestamp only disables the seasonal forecaster for that point. State is ~20
-floats plus a 168-slot float array: O(1) memory, about 2 KB per series.
+missing timestamp only disables the seasonal forecaster for that point. State is ~25
+floats plus a 168-slot float array: O(1) memory, about 2.8 KB pickled per series.
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ class UnivariateDetector:
     (0.0, True)
     """
 
-    VERSION = 1
+    VERSION = 2  # 2: per-channel cap-hit rate (cap_rate, cap_hits, cap_slack)
 
     def __init__(
         self,
@@ -104,11 +110,16 @@ class UnivariateDetector:
         peak_halflife: float = 60.0,
         protect: float = 0.3,
         max_protect: int = 5,
+        cap_hits: float = 20.0,
+        cap_slack: float = 3.0,
         seed: int = 0,
     ) -> None:
         # spans are in points (an EW mean with rate 2 / (span + 1) has that centre of mass)
         self.warmup, self.clip, self.zcap, self.sd_floor = warmup, clip, zcap, sd_floor
         self.protect, self.max_protect = protect, max_protect
+        self.cap_slack = cap_slack
+        # EW rate of capped evidence above which a capped point counts as routine
+        self.cap_routine = cap_hits / (long_span + 1.0)
         self.seed = seed  # nothing is random; kept so every detector takes the same arguments
         self.a_fast, self.a_slow = 2.0 / (fast_span + 1), 2.0 / (slow_span + 1)
         self.a_mad, self.a_season = 2.0 / (mad_span + 1), 2.0 / (season_span + 1)
@@ -121,6 +132,7 @@ class UnivariateDetector:
         # per evidence channel: [one-step surprise, distance from the slow level]
         self.long_mean, self.long_var = [0.0, 0.0], [0.0, 0.0]
         self.peak, self.protect_run = 0.0, 0
+        self.cap_rate = [0.0, 0.0]  # per channel: EW rate (rate a_long) of evidence at zcap
 
     # -- River interface ---------------------------------------------------------------
 
@@ -181,11 +193,17 @@ class UnivariateDetector:
         return (x - self.fast) / self._sigma(self.fast_mad)
 
     def _bits(self, evidence: tuple[float, ...]) -> float:
-        """Anomaly likelihood, as -log10 of the Gaussian tail, of the most surprising channel."""
-        return max(
-            _neg_log10_tail((e - m) / (math.sqrt(v) + self.sd_floor))
-            for e, m, v in zip(evidence, self.long_mean, self.long_var)
-        )
+        """Anomaly likelihood, as -log10 of the Gaussian tail, of the most surprising channel.
+
+        A capped channel is bounded by its observed cap-hit rate once that rate shows the
+        cap is routine for this series (see the module docstring, point 4)."""
+        best = 0.0
+        for e, m, v, rate in zip(evidence, self.long_mean, self.long_var, self.cap_rate):
+            bits = _neg_log10_tail((e - m) / (math.sqrt(v) + self.sd_floor))
+            if e >= self.zcap and rate > self.cap_routine:
+                bits = min(bits, self.cap_slack - math.log10(rate))
+            best = max(best, bits)
+        return best
 
     # -- learning ----------------------------------------------------------------------
 
@@ -225,6 +243,9 @@ class UnivariateDetector:
             return
         a = self._rate(self.a_long, self.n - start)
         for k, e in enumerate(evidence):
+            # a fixed rate from 0, not a running mean: the rate is under-estimated early,
+            # so the bound only engages once recurring cap hits are well established
+            self.cap_rate[k] += self.a_long * ((e >= self.zcap) - self.cap_rate[k])
             delta = e - self.long_mean[k]
             self.long_mean[k] += a * delta
             self.long_var[k] = (1.0 - a) * (self.long_var[k] + a * delta * delta)

@@ -117,3 +117,12 @@ async def test_token_not_in_repr_or_logs(slack: FakeSlack, caplog) -> None:
     sink = _sink(slack)
     await sink.send(notification(), "k:1")
     assert TOKEN not in repr(sink) + caplog.text
+
+
+async def test_deleted_parent_starts_a_new_message(slack: FakeSlack) -> None:
+    sink = _sink(slack)
+    await sink.send(notification(seq=1), "k:1")
+    slack.script(("error", "message_not_found"))
+    assert (await sink.send(notification(seq=2), "k:2")).error is None
+    parents = [r for r in slack.calls("chat.postMessage") if not r.get("thread_ts")]
+    assert len(parents) == 2

@@ -29,7 +29,17 @@ SILENCES_STATE = "silences"
 
 @dataclass(slots=True)
 class DeliveryConfig:
-    """The ``delivery:`` section of the YAML config (CONTRACT §4); every key optional."""
+    """The delivery keys of the YAML config (CONTRACT §4), every one optional::
+
+        routes:                      # Slack routing table, first match wins
+          - {match: {severity: critical}, channel: "#llm-oncall"}
+          - {match: {team: [support, sales]}, channel: "#support-alerts"}
+        slack: {timeout: 10, retry: {initial: 1, cap: 60, max_elapsed: 300}}
+        webhooks: {timeout: 10, external_url: "https://gatewatch.example"}
+        inhibit: [...]               # replaces the built-in rules (models.silences)
+        silences:                    # static silences, beside `gatewatch silence add`
+          - {id: fly-maint, matchers: ["app=litellm-gw"], starts_at: ..., ends_at: ...}
+    """
 
     slack_routes: list[dict[str, Any]] = field(default_factory=list)
     slack_timeout: float = 10.0
@@ -42,15 +52,16 @@ class DeliveryConfig:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> DeliveryConfig:
         raw = raw or {}
-        slack, webhook = raw.get("slack") or {}, raw.get("webhook") or {}
-        cfg = cls(slack_routes=list(slack.get("routes") or []),
+        slack, webhook = raw.get("slack") or {}, raw.get("webhooks") or {}
+        retry = raw.get("retry") or slack.get("retry") or webhook.get("retry") or {}
+        silences = [{"id": f"config-{i}", **s} for i, s in enumerate(raw.get("silences") or [])]
+        cfg = cls(slack_routes=list(raw.get("routes") or slack.get("routes") or []),
                   slack_timeout=float(slack.get("timeout", 10.0)),
                   webhook_timeout=float(webhook.get("timeout", 10.0)),
                   external_url=str(webhook.get("external_url", "")),
-                  retry=RetryPolicy(**(raw.get("retry") or {})),
-                  silences=tuple(Silence.from_dict(s) for s in raw.get("silences") or []))
-        if "inhibit_rules" in raw:
-            cfg.inhibit_rules = tuple(InhibitRule.from_dict(r) for r in raw["inhibit_rules"] or [])
+                  retry=RetryPolicy(**retry), silences=tuple(Silence.from_dict(s) for s in silences))
+        if "inhibit" in raw:
+            cfg.inhibit_rules = tuple(InhibitRule.from_dict(r) for r in raw["inhibit"] or [])
         return cfg
 
 
@@ -84,7 +95,7 @@ async def open_delivery(settings: Settings, state_dir: str | None = None,
                         config: Mapping[str, Any] | None = None,
                         policy: RetryPolicy | None = None) -> AsyncIterator[Delivery]:
     """A ``Delivery`` over the state directory with the sinks the settings configure."""
-    cfg = DeliveryConfig.from_mapping((config or {}).get("delivery"))
+    cfg = DeliveryConfig.from_mapping(config)
     state_dir = state_dir or settings.state_dir
     store = FileStateStore(state_dir)
     async with httpx.AsyncClient() as http:
@@ -104,28 +115,28 @@ def read_notifications(path: Path) -> Iterable[dict[str, Any]]:
                     raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
 
 
-def load_config(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    import yaml
+def load_raw_config(path: str | None) -> dict[str, Any]:
+    """The whole YAML document, validated by the detection core's loader."""
+    from gatewatch.config import load_config
 
-    return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return dict(load_config(path).raw)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="notifications NDJSON (replay --out)")
     parser.add_argument("--state-dir",
                         help="outbox/history directory (default GATEWATCH_STATE_DIR or .gatewatch)")
-    parser.add_argument("--config", help="YAML config with a delivery: section (default GATEWATCH_CONFIG)")
+    parser.add_argument("--config", help="YAML config: routes, slack, webhooks, inhibit, silences "
+                        "(default GATEWATCH_CONFIG)")
     parser.add_argument("--max-elapsed", type=float, default=None,
                         help="seconds to keep retrying a sink's oldest notification in this run")
 
 
 async def _deliver(args: argparse.Namespace, settings: Settings, notifications: list[dict[str, Any]]) -> int:
-    config = load_config(args.config or settings.config)
+    config = load_raw_config(args.config or settings.config)
     policy = None
     if args.max_elapsed is not None:
-        base = DeliveryConfig.from_mapping(config.get("delivery")).retry
+        base = DeliveryConfig.from_mapping(config).retry
         policy = RetryPolicy(base.initial, base.multiplier, base.cap, args.max_elapsed)
     async with open_delivery(settings, args.state_dir, config, policy) as delivery:
         if not delivery.sinks:
@@ -147,7 +158,8 @@ async def _deliver(args: argparse.Namespace, settings: Settings, notifications: 
 def run(args: argparse.Namespace) -> int:
     try:
         notifications = list(read_notifications(args.file))
-    except (OSError, ValueError) as exc:
+        DeliveryConfig.from_mapping(load_raw_config(args.config))  # a bad config fails before any send
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         print(f"gatewatch deliver: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(_deliver(args, load_settings(), notifications))

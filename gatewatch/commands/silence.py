@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="add a silence", parents=[state])
-    add.add_argument("matchers", nargs="+", 
+    add.add_argument("matchers", nargs="+",
                      help="label matchers: name=value, name!=value, name=~re, name!~re")
     add.add_argument("--duration", type=parse_duration, default=parse_duration("1h"), help="default 1h")
     add.add_argument("--starts", type=parse_time, help="ISO time (default now)")

@@ -131,14 +131,14 @@ def crash_loop(sim: Sim, start: int, end: int) -> dict:
     for m, machine in enumerate(sim.world.gateway):
         t = start + m * 25 * US
         while t < end:
-            down = int(sim.rng.uniform(18, 30) * US)
+            down = int(sim.rng.uniform(25, 40) * US)
             sim.add_line(t - 300_000, machine, "runner", "Out of memory: Killed process 512 (litellm) "
                          f"total-vm:{int(sim.rng.integers(2_600_000, 3_100_000))}kB")
             sim.add_line(t, machine, "runner", "machine exited with exit code 137, restarting")
             sim.add_line(t + 2 * US, machine, "runner", "Starting machine")
             sim.add_app_log(t + down - 2 * US, machine, "Starting LiteLLM Proxy Server")
-            sim.downtimes.append(Downtime(m, t, t + down, reroute=0.7, killed=True))
-            t += down + int(sim.rng.uniform(35, 70) * US)
+            sim.downtimes.append(Downtime(m, t, t + down, reroute=0.3, killed=True))
+            t += down + int(sim.rng.uniform(30, 60) * US)
     return {"app": sim.world.gateway[0].app}
 
 

@@ -20,7 +20,7 @@ LINE = (
     '"startTime":%r,"endTime":%r,"completionStartTime":%r,"response_time":%r,'
     '"metadata":{%s,"user_api_key_team_spend":%r,"requester_ip_address":"%s"},'
     '"cache_hit":%s,"cache_key":%s,"saved_cache_cost":%r,%s,"requester_ip_address":"%s",%s,"model_parameters":{},'
-    '"hidden_params":{"model_id":%s,"cache_key":%s,%s,"response_cost":%r,"litellm_overhead_time_ms":%r},'
+    '"hidden_params":{"model_id":%s,%s,"response_cost":%r,"litellm_overhead_time_ms":%r},'
     '"guardrail_information":null,"standard_built_in_tools_params":null}'
 )
 
@@ -72,7 +72,7 @@ class Tables:
                 self.meta.append(_frag({"user_api_key_hash": k.hash, "user_api_key_alias": k.alias,
                                         "user_api_key_team_id": t.team_id, "user_api_key_team_alias": t.alias,
                                         "user_api_key_user_id": None, "user_api_key_org_id": None,
-                                        "user_api_key_team_max_budget": t.budget, "user_agent": k.user_agent}))
+                                        "user_api_key_team_max_budget": t.budget}))
                 self.tail.append(_frag({"request_tags": [*k.tags, f"User-Agent: {k.user_agent}"],
                                         "end_user": "", "user_agent": k.user_agent}))
 
@@ -120,5 +120,5 @@ def _line(tb, rid, trace, call, m, stream, cost, err, ptok, ctok, start, end, fi
         rid = "chatcmpl-" + rid
     return LINE % (rid, trace, call, tb.model[m], "true" if stream else "null", cost, status,
                    ptok + ctok, ptok, ctok, start, end, first, shown, tb.meta[tk], spend, IPS[ip],
-                   _HIT[cache], cache_key, saved, tb.tail[tk], IPS[ip], error, model_id, cache_key, hidden, cost,
+                   _HIT[cache], cache_key, saved, tb.tail[tk], IPS[ip], error, model_id, hidden, cost,
                    overhead)

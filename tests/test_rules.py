@@ -1,0 +1,124 @@
+"""Rules: ``for`` durations, volume guards, hysteresis, silence is not recovery, config."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.config import Config
+from models.engine import Engine
+from models.events import SIG_CRASH, SIG_OOM, SIG_PROXY_ERROR
+from tests.engine_helpers import T0, fired, log, run, traffic
+
+
+def test_quiet_traffic_pages_nobody():
+    notes = run(traffic(90, 60))
+    assert [n for n in notes if n["severity"] != "info"] == []
+
+
+def test_outage_pages_within_minutes_and_resolves_once():
+    events = traffic(60, 60) + traffic(15, 60, start=T0 + 3600, fail_every=2) + traffic(30, 60, start=T0 + 4500)
+    notes = run(events)
+    firing = [n for n in notes if n["status"] == "firing"]
+    assert firing, "an outage must page"
+    first = firing[0]
+    assert first["category"] == "error_rate" and first["severity"] in ("critical", "warning")
+    from datetime import datetime
+    at = datetime.fromisoformat(first["at"].replace("Z", "+00:00")).timestamp()
+    assert at - (T0 + 3600) <= 300
+    assert {"GatewayErrorRateCritical", "GatewayHigh5xxRate"} <= fired(notes)
+    assert len({n["incident"] for n in notes if n["severity"] != "info"}) == 1
+    resolved = [n for n in notes if n["status"] == "resolved"]
+    assert len(resolved) == 1 and resolved[0]["incident"] == first["incident"]
+
+
+def test_volume_guard_no_page_for_one_failure_in_two_requests():
+    notes = run(traffic(60, 60) + traffic(10, 2, start=T0 + 3600, fail_every=2))
+    assert not [n for n in notes if n["category"] == "error_rate"]
+
+
+def test_for_duration_ignores_a_short_blip():
+    # 50% errors for one minute: the 2-minute window passes 20%, but not for 2 minutes.
+    events = traffic(60, 60) + traffic(1, 60, start=T0 + 3600, fail_every=2) + traffic(20, 60, start=T0 + 3660)
+    assert "GatewayErrorRateCritical" not in fired(run(events))
+
+
+def test_silence_during_outage_is_not_recovery():
+    # Errors, then no traffic at all: the alert must stay firing (no resolved message) for a while.
+    events = traffic(60, 60) + traffic(10, 60, start=T0 + 3600, fail_every=2)
+    events += [e for e in traffic(1, 1, start=T0 + 3600 + 25 * 60)]  # a lone request moves time on
+    notes = run(events)
+    assert [n for n in notes if n["status"] == "firing"]
+    assert not [n for n in notes if n["status"] == "resolved"]
+
+
+def test_hysteresis_does_not_flap_around_the_threshold():
+    # Error rate alternating 30% / 16% each minute: above 20% on average, then hovering near it.
+    events = traffic(60, 100)
+    for m in range(30):
+        every = 3 if m % 2 == 0 else 6
+        events += traffic(1, 100, start=T0 + 3600 + m * 60, fail_every=every)
+    notes = run(events)
+    incidents = {n["incident"] for n in notes if n["severity"] != "info"}
+    assert len(incidents) == 1
+    assert sum(1 for n in notes if n["status"] == "resolved") <= 1
+
+
+def test_crash_loop_and_proxy_errors_are_one_incident():
+    events = traffic(30, 30)
+    for i in range(4):
+        events.append(log(T0 + 1800 + i * 90, SIG_OOM))
+        events.append(log(T0 + 1801 + i * 90, SIG_CRASH))
+    events += [log(T0 + 1802 + i * 5, SIG_PROXY_ERROR) for i in range(40)]
+    events += traffic(15, 30, start=T0 + 1800)
+    notes = run(events)
+    pages = [n for n in notes if n["status"] == "firing" and n["severity"] != "info"]
+    assert {n["incident"] for n in pages} == {pages[0]["incident"]}
+    assert {"GatewayCrashLoop", "FlyProxyErrors", "GatewayOOMKilled"} <= fired(notes)
+    assert pages[-1]["labels"] == {"app": "llm-gateway"}
+    assert pages[-1]["severity"] == "critical"
+
+
+def test_config_overrides_threshold_and_disables_rules():
+    config = Config.from_dict({"rules": {"GatewayErrorRateCritical": {"enabled": False},
+                                         "GatewayHigh5xxRate": {"threshold": 0.9}}})
+    names = {r.name for r in config.rules}
+    assert "GatewayErrorRateCritical" not in names
+    assert next(r for r in config.rules if r.name == "GatewayHigh5xxRate").threshold == 0.9
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"rules": {"GatewayHigh5xxRate": {"treshold": 1}}}, "unknown keys"),
+    ({"rules": {"X": {"category": "nope", "severity": "warning", "scopes": ["gateway"],
+                      "metric": "error_rate", "op": ">", "threshold": 1}}}, "category"),
+    ({"budget": {}}, "unknown configuration keys"),
+])
+def test_bad_config_is_a_clear_error(doc, message):
+    with pytest.raises(ValueError, match=message):
+        Config.from_dict(doc)
+
+
+def test_team_budget_from_config_and_from_records():
+    config = Config.from_dict({"budgets": {"teams": {"support": 1.0}}})
+    events = traffic(20, 60, cost=0.001)  # $1.20 in 20 min: past 80% of $1
+    notes = run(events, config)
+    budget = [n for n in notes if n["category"] == "budget" and n["status"] == "firing"]
+    assert budget and budget[0]["labels"] == {"team": "support"}
+    # without config, the gateway's own max budget is used
+    engine = Engine(Config())
+    for e in events:
+        e.budget = 1.0
+    assert [n for n in run(events, engine=engine) if n["category"] == "budget"]
+
+
+def test_late_events_land_in_their_minute():
+    config = Config.from_dict({"lateness_seconds": 120})
+    events = traffic(60, 60) + traffic(5, 60, start=T0 + 3600, fail_every=2)
+    # deliver the failing minutes 90 s late: still inside the bounded lateness
+    late = sorted(events, key=lambda e: e.ts + (90 if not e.ok else 0))
+    engine = Engine(config)
+    notes = []
+    for e in late:
+        notes.extend(engine.process(e))
+    notes.extend(engine.finish())
+    assert engine.late_dropped == 0
+    assert "GatewayErrorRateCritical" in fired(notes)

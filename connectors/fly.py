@@ -22,9 +22,8 @@ from typing import Any
 import orjson
 
 from connectors.fields import to_epoch
-from connectors.litellm import MESSAGE_CHARS, parse_json_log
+from connectors.litellm import MESSAGE_CHARS, log_event, parse_json_log
 from models.events import (
-    LOG,
     SIG_APP_ERROR,
     SIG_CLEAN_EXIT,
     SIG_CLICKHOUSE_ERROR,
@@ -88,12 +87,12 @@ def classify_line(
     if message[:1] == "{":
         inner = _inner_json(message)
         if inner is not None:
-            return parse_json_log(inner, ts, source=source, app=app, instance=instance, region=region,
-                                  level=level)
-    signal = text_signal(message, provider, level.lower())
-    return Event(ts=ts, kind=LOG, source=source, app=app, instance=instance, region=region,
-                 ok=signal not in _BAD_SIGNALS, signal=signal, level=level.upper(),
-                 message=message[:MESSAGE_CHARS])
+            return parse_json_log(inner, ts, source, app, instance, region, level)
+    event = log_event(ts, source, app, instance, region, level.upper())
+    event.signal = signal = text_signal(message, provider, level.lower())
+    event.ok = signal not in _BAD_SIGNALS
+    event.message = message[:MESSAGE_CHARS]
+    return event
 
 
 def text_signal(message: str, provider: str, level: str) -> str:

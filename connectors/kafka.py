@@ -92,11 +92,12 @@ class BatchProducer:
 
     def __init__(self, brokers: list[str] | str, source: str, *, prefix: str = "gatewatch",
                  max_records: int = 500, max_bytes: int = 256 * 1024, linger: float = 0.5,
-                 delivery_timeout: float = 30.0, max_in_flight: int = 16,
+                 delivery_timeout: float = 30.0, max_in_flight: int = 16, max_failed_records: int = 1_000_000,
                  compression: str | None = None, metrics: SourceMetrics | None = None) -> None:
         self.source, self.prefix = source, prefix
         self.max_records, self.max_bytes, self.linger = max_records, max_bytes, linger
         self.delivery_timeout, self.max_in_flight = delivery_timeout, max_in_flight
+        self.max_failed_records = max_failed_records
         self.metrics = metrics or SourceMetrics(source)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=brokers, acks="all", enable_idempotence=False, linger_ms=5,
@@ -121,6 +122,7 @@ class BatchProducer:
         """Flush what is buffered (best effort) and close the producer."""
         if self._ticker:
             self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         try:
             await self.flush()
         except DeliveryError as exc:
@@ -213,7 +215,7 @@ class BatchProducer:
         try:
             fut = await self._enqueue(batch)
         except DeliveryError:
-            self._failed.append(batch)
+            self._keep_failed(batch)
             self.metrics.errors()
             return
         self._in_flight.append((batch, fut))
@@ -242,15 +244,26 @@ class BatchProducer:
     async def _drain(self, keep: int) -> None:
         """Wait for in-flight batches until at most ``keep`` remain; requeue failures."""
         while len(self._in_flight) > keep:
-            batch, fut = self._in_flight.pop(0)
+            batch, fut = self._in_flight[0]  # popped only once settled: a cancelled wait loses nothing
             try:
                 await self._wait(fut)
+                self._in_flight.pop(0)
                 self._delivered(batch)
             except DeliveryError as exc:
+                self._in_flight.pop(0)
                 self.metrics.errors()
                 log.warning("batch not acknowledged", extra={"kv": {
                     "source": self.source, "topic": batch.topic, "batch": batch.batch_id, "error": str(exc)}})
-                self._failed.append(batch)
+                self._keep_failed(batch)
+
+    def _keep_failed(self, batch: _Batch) -> None:
+        """Queue a batch for resending; past the cap the oldest are dropped (and counted)."""
+        self._failed.append(batch)
+        while sum(len(b.lines) for b in self._failed) > self.max_failed_records and len(self._failed) > 1:
+            dropped = self._failed.pop(0)
+            self.metrics.rejected("buffer_full", len(dropped.lines))
+            log.error("broker down too long, dropping a batch", extra={"kv": {
+                "source": self.source, "records": len(dropped.lines)}})
 
     def _delivered(self, batch: _Batch) -> None:
         self.metrics.batches()

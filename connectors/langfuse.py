@@ -20,7 +20,7 @@ from models.events import TRACE, Event, Rejected
 __all__ = ["parse_observation", "parse_trace"]
 
 _EMPTY: dict[str, Any] = {}
-_KEY_PREFIX = "litellm:"  # generation name LiteLLM gives: "litellm:<key alias>"
+_KEY_PREFIX = "litellm:"  # generation name LiteLLM gives: "litellm:<key alias>" (8 characters)
 
 
 def parse_observation(obj: dict[str, Any]) -> Event:
@@ -34,27 +34,19 @@ def parse_observation(obj: dict[str, Any]) -> Event:
     meta = _metadata(obj)
     level = obj.get("level") or ""
     failed = level == "ERROR"
+    model = obj.get("providedModelName") or obj.get("model") or ""
+    team = meta.get("user_api_key_team_alias") or ""
+    status_message = (obj.get("statusMessage") or "") if failed else ""
+    if latency is None:
+        latency = _span(start, end)
     cache_hit = meta.get("cache_hit")
-    return Event(
-        ts=_first(created, end, start),
-        kind=TRACE,
-        source="langfuse",
-        model=obj.get("providedModelName") or obj.get("model") or "",
-        team=meta.get("user_api_key_team_alias") or "",
-        key=_key_alias(obj.get("name")),
-        ok=not failed,
-        status=500 if failed else 200,
-        error_class=error_class_in(obj.get("statusMessage") or "") if failed else "",
-        latency=latency if latency is not None else _span(start, end),
-        ttft=number(obj.get("timeToFirstToken")),
-        tokens=_tokens(obj),
-        cost=_cost(obj),
-        cache_hit=cache_hit if type(cache_hit) is bool else None,
-        request_id=obj.get("id") or "",
-        trace_id=obj.get("traceId") or "",
-        level=level,
-        message=(obj.get("statusMessage") or "")[:MESSAGE_CHARS] if failed else "",
-        lag=_span(end, created),
+    return Event(  # positional, in EVENT_ORDER (connectors/fields.py)
+        _first(created, end, start), TRACE, "langfuse", "", model, team, _key_alias(obj.get("name")), "", "", "",
+        not failed, 500 if failed else 200, error_class_in(status_message) if failed else "", latency,
+        number(obj.get("timeToFirstToken")), _tokens(obj), _cost(obj),
+        cache_hit if type(cache_hit) is bool else None, "", None, None,
+        obj.get("id") or "", obj.get("traceId") or "", "", level, status_message[:MESSAGE_CHARS],
+        _span(end, created),
     )
 
 
@@ -88,13 +80,13 @@ def _tokens(obj: dict[str, Any]) -> int:
         total = obj.get("totalTokens")
     if total is None:
         total = (usage.get("input") or 0) + (usage.get("output") or 0)
-    return int(total)
+    return total if type(total) is int else int(total)
 
 
 def _cost(obj: dict[str, Any]) -> float:
     costs = obj.get("costDetails") or _EMPTY
-    cost = costs.get("total") or obj.get("totalCost") or obj.get("calculatedTotalCost")
-    return number(cost) or 0.0
+    cost = costs.get("total") or obj.get("totalCost") or obj.get("calculatedTotalCost") or 0.0
+    return cost if type(cost) is float else float(cost)
 
 
 def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
@@ -103,8 +95,8 @@ def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _key_alias(name: object) -> str:
-    if type(name) is str and name.startswith(_KEY_PREFIX):
-        return name[len(_KEY_PREFIX):]
+    if type(name) is str and name[:8] == _KEY_PREFIX:
+        return name[8:]
     return ""
 
 

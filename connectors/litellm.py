@@ -33,7 +33,7 @@ from models.events import (
     Rejected,
 )
 
-__all__ = ["error_class_in", "http_status", "parse_json_log", "parse_payload", "parse_spendlog"]
+__all__ = ["error_class_in", "http_status", "log_event", "parse_json_log", "parse_payload", "parse_spendlog"]
 
 _EMPTY: dict[str, Any] = {}
 MESSAGE_CHARS = 300  # enough to explain an alert; a stack trace is not
@@ -80,27 +80,22 @@ def parse_payload(obj: dict[str, Any]) -> Event:
     meta = obj.get("metadata") or _EMPTY
     error = obj.get("error_information") or _EMPTY
     ok = _succeeded(obj.get("status"), error)
-    return Event(
-        ts=_event_time(end, start),
-        kind=REQUEST,
-        source="litellm",
-        provider=obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model")),
-        model=obj.get("model_group") or obj.get("model") or "",
-        team=meta.get("user_api_key_team_alias") or meta.get("user_api_key_team_id") or "",
-        key=meta.get("user_api_key_alias") or (meta.get("user_api_key_hash") or "")[:12],
-        ok=ok,
-        status=200 if ok else http_status(error.get("error_code"), error.get("error_class")),
-        error_class="" if ok else error.get("error_class") or "",
-        latency=None if start is None or end is None else end - start,
-        ttft=_ttft(obj, start) if obj.get("stream") is True else None,
-        tokens=int(obj.get("total_tokens") or 0),
-        cost=float(obj.get("response_cost") or 0.0),
-        cache_hit=None if obj.get("cache_key") == "Cache OFF" else flag(obj.get("cache_hit")),
-        call_type=obj.get("call_type") or "",
-        budget=number(meta.get("user_api_key_team_max_budget")),
-        team_spend=number(meta.get("user_api_key_team_spend")),
-        request_id=obj.get("id") or "",
-        trace_id=obj.get("trace_id") or "",
+    provider = obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model"))
+    model = obj.get("model_group") or obj.get("model") or ""
+    team = meta.get("user_api_key_team_alias") or meta.get("user_api_key_team_id") or ""
+    key = meta.get("user_api_key_alias") or (meta.get("user_api_key_hash") or "")[:12]
+    status = 200 if ok else http_status(error.get("error_code"), error.get("error_class"))
+    error_class = "" if ok else error.get("error_class") or ""
+    latency = None if start is None or end is None else end - start
+    ttft = _ttft(obj, start) if obj.get("stream") is True else None
+    cache_hit = None if obj.get("cache_key") == "Cache OFF" else flag(obj.get("cache_hit"))
+    return Event(  # positional, in EVENT_ORDER (connectors/fields.py)
+        _event_time(end, start), REQUEST, "litellm", provider, model, team, key, "", "", "",
+        ok, status, error_class, latency, ttft,
+        int(obj.get("total_tokens") or 0), float(obj.get("response_cost") or 0.0), cache_hit,
+        obj.get("call_type") or "",
+        number(meta.get("user_api_key_team_max_budget")), number(meta.get("user_api_key_team_spend")),
+        obj.get("id") or "", obj.get("trace_id") or "",
     )
 
 
@@ -111,34 +106,34 @@ def parse_spendlog(obj: dict[str, Any]) -> Event:
     meta = _spendlog_metadata(obj.get("metadata"))
     error = meta.get("error_information") or _EMPTY
     ok = _succeeded(obj.get("status") or meta.get("status"), error)
+    provider = obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model"))
+    model = obj.get("model_group") or obj.get("model") or ""
+    team = meta.get("user_api_key_team_alias") or obj.get("team_id") or meta.get("user_api_key_team_id") or ""
+    key = meta.get("user_api_key_alias") or (obj.get("api_key") or "")[:12]
+    status = 200 if ok else http_status(error.get("error_code"), error.get("error_class"))
+    error_class = "" if ok else error.get("error_class") or ""
     duration_ms = number(obj.get("request_duration_ms"))
-    return Event(
-        ts=_event_time(end, start),
-        kind=REQUEST,
-        source="spendlogs",
-        provider=obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model")),
-        model=obj.get("model_group") or obj.get("model") or "",
-        team=meta.get("user_api_key_team_alias") or obj.get("team_id") or meta.get("user_api_key_team_id") or "",
-        key=meta.get("user_api_key_alias") or (obj.get("api_key") or "")[:12],
-        ok=ok,
-        status=200 if ok else http_status(error.get("error_code"), error.get("error_class")),
-        error_class="" if ok else error.get("error_class") or "",
-        latency=duration_ms / 1000.0 if duration_ms is not None else _span(start, end),
-        tokens=int(obj.get("total_tokens") or 0),
-        cost=float(obj.get("spend") or 0.0),
-        cache_hit=None if obj.get("cache_key") == "Cache OFF" else flag(obj.get("cache_hit")),
-        call_type=obj.get("call_type") or "",
-        budget=number(meta.get("user_api_key_team_max_budget")),
-        team_spend=number(meta.get("user_api_key_team_spend")),
-        request_id=obj.get("request_id") or "",
-        trace_id=obj.get("session_id") or "",
+    latency = duration_ms / 1000.0 if duration_ms is not None else _span(start, end)
+    cache_hit = None if obj.get("cache_key") == "Cache OFF" else flag(obj.get("cache_hit"))
+    return Event(  # positional, in EVENT_ORDER (connectors/fields.py)
+        _event_time(end, start), REQUEST, "spendlogs", provider, model, team, key, "", "", "",
+        ok, status, error_class, latency, None,
+        int(obj.get("total_tokens") or 0), float(obj.get("spend") or 0.0), cache_hit,
+        obj.get("call_type") or "",
+        number(meta.get("user_api_key_team_max_budget")), number(meta.get("user_api_key_team_spend")),
+        obj.get("request_id") or "", obj.get("session_id") or "",
     )
+
+
+def log_event(ts: float, source: str, app: str, instance: str, region: str, level: str, trace_id: str = "") -> Event:
+    """An unclassified ``log`` event: the classifiers then set signal, status, ok and message."""
+    return Event(ts, LOG, source, "", "", "", "", app, instance, region, True, 0, "", None, None, 0, 0.0,
+                 None, "", None, None, "", trace_id, SIG_OTHER, level)
 
 
 def parse_json_log(
     obj: dict[str, Any],
     ts: float | None = None,
-    *,
     source: str = "litellm",
     app: str = "",
     instance: str = "",
@@ -153,8 +148,8 @@ def parse_json_log(
     """
     if ts is None:
         ts = _event_time(to_epoch(obj.get("timestamp"), "timestamp"), None)
-    event = Event(ts=ts, kind=LOG, source=source, app=app, instance=instance, region=region,
-                  level=(obj.get("level") or level).upper(), trace_id=obj.get("trace_id") or "")
+    event = log_event(ts, source, app, instance, region, (obj.get("level") or level).upper(),
+                      obj.get("trace_id") or "")
     _classify(event, obj.get("message") or "", obj.get("component") or "")
     return event
 
@@ -173,8 +168,6 @@ def _classify(event: Event, message: str, component: str) -> None:
         event.signal = SIG_START
     elif event.level in _ERROR_LEVELS:
         event.signal, event.ok = SIG_APP_ERROR, False
-    else:
-        event.signal = SIG_OTHER
 
 
 def _proxy_exception(event: Event, message: str) -> None:

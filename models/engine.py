@@ -19,18 +19,12 @@ from models.config import Config
 from models.incidents import Alert, IncidentManager
 from models.metrics import Reading
 from models.notifications import fmt_value, where
+from models.partials import APP, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
-from models.windows import STEP, Bucket, SeriesWindow, latency_bin
+from models.windows import STEP, Bucket, SeriesWindow
 
 DIMS = ("gateway", "provider", "model", "team", "key", "app", "tracing")
 _LABELLED = {"provider", "model", "team", "key", "app"}
-
-_LOG_COUNTERS = {
-    E.SIG_OOM: "oom", E.SIG_CRASH: "crash", E.SIG_CLEAN_EXIT: "clean_exit", E.SIG_START: "start",
-    E.SIG_PROXY_ERROR: "proxy_error", E.SIG_APP_ERROR: "app_error",
-    E.SIG_CLICKHOUSE_ERROR: "clickhouse_errors", E.SIG_INGEST_BATCH: "ingest_batches",
-}
-
 
 def series_labels(dim: str, value: str) -> dict[str, str]:
     return {dim: value} if dim in _LABELLED else {}
@@ -54,6 +48,7 @@ class Engine:
         self.spend = defaultdict(float)  # (day, team) -> USD from the records
         self.reported_spend: dict[tuple[int, str], float] = {}  # (day, team) -> the gateway's own figure
         self.reported_budget: dict[str, float] = {}
+        self.acc = Partials()  # this minute's (and late) events, not yet in the series
         self.closed_minute: int | None = None
         self.max_ts: float | None = None
         self.events = 0
@@ -62,19 +57,31 @@ class Engine:
 
     # --- input --------------------------------------------------------------------
     def process(self, ev: E.Event) -> list[dict]:
-        out = self.advance(ev.ts) if self.max_ts is None or ev.ts > self.max_ts else []
-        minute = int(ev.ts // STEP)
-        if self.closed_minute is not None and minute <= self.closed_minute - self._retention():
+        ts = ev.ts
+        out = self.advance(ts) if self.max_ts is None or ts > self.max_ts else []
+        closed = self.closed_minute
+        if ts < (closed - self._retention() + 1) * STEP:
             self.late_dropped += 1
             return out
-        self.events += 1
-        if ev.kind == E.REQUEST:
-            self._add_request(ev, minute)
-        elif ev.kind == E.LOG:
-            self._add_log(ev, minute)
-        elif ev.kind == E.TRACE:
-            self._add_trace(ev, minute)
+        minute = self.acc.add(ev)
+        if minute is not None:
+            self.events += 1
+            if minute <= closed:  # late, within the bounded lateness: into its closed minute now
+                self._absorb(self.acc.pop_through(closed))
         return out
+
+    def apply_partials(self, messages: list[dict]) -> None:
+        """Fold pre-aggregated minute buckets (``Partials.drain()`` of another process) in."""
+        for msg in messages:
+            if msg["t"] == "meta":
+                self._absorb_meta(msg)
+                continue
+            b = Bucket.from_dict(msg["b"])
+            self.events += b.requests + b.traces + _log_count(b)
+            if self.closed_minute is not None and msg["m"] <= self.closed_minute - self._retention():
+                self.late_dropped += 1
+                continue
+            self._absorb([(msg["t"], tuple(msg["k"]), msg["m"], b)])
 
     def advance(self, ts: float) -> list[dict]:
         """Move event time to ``ts``; close every minute the watermark has passed."""
@@ -95,7 +102,7 @@ class Engine:
             return []
         return self.advance(self.max_ts + self.config.lateness + STEP)
 
-    # --- folding events into buckets ------------------------------------------------
+    # --- rolling partial buckets up into the series ---------------------------------
     def _window(self, dim: str, value: str) -> SeriesWindow:
         key = (dim, value)
         w = self.series.get(key)
@@ -103,79 +110,38 @@ class Engine:
             w = self.series[key] = SeriesWindow(self.specs.get(dim, ((1, 0),)))
         return w
 
-    def _apply(self, dim: str, value: str, minute: int, fold) -> None:
+    def _merge(self, dim: str, value: str, minute: int, part: Bucket) -> None:
         w = self._window(dim, value)
         b, late = w.bucket_for(minute)
-        fold(b)
+        b.merge(part)
         if late:
-            delta = Bucket()
-            fold(delta)
-            w.add_late(minute, delta)
+            w.add_late(minute, part)
 
-    def _add_request(self, ev: E.Event, minute: int) -> None:
-        def fold(b: Bucket) -> None:
-            b.requests += 1
-            if not ev.ok:
-                if ev.status == 429:
-                    b.e429 += 1
-                else:
-                    b.errors += 1
-                    if ev.status >= 500:
-                        b.e5xx += 1
-            if ev.cache_hit is not None:
-                b.cacheable += 1
-                if ev.cache_hit:
-                    b.cache_hits += 1
-            b.cost += ev.cost
-            b.tokens += ev.tokens
-            if ev.latency is not None and not ev.cache_hit:
-                k = latency_bin(ev.latency)
-                b.latency[k] = b.latency.get(k, 0) + 1
-                b.latency_n += 1
+    def _absorb(self, parts: list[tuple[str, tuple, int, Bucket]]) -> None:
+        for kind, key, minute, part in parts:
+            if kind == LEAF:
+                provider, model, team, key_alias = key
+                self._merge("gateway", "", minute, part)
+                for dim, value in (("provider", provider), ("model", model), ("team", team), ("key", key_alias)):
+                    if value:
+                        self._merge(dim, value, minute, part)
+                self._merge("tracing", "", minute, Bucket(requests=part.requests))
+            elif kind == APP:
+                self._merge("app", key[0], minute, part)
+            elif kind == TRACING:
+                self._merge("tracing", "", minute, part)
+        if self.acc.implied or self.acc.spend or self.acc.reported_spend or self.acc.budgets:
+            self._absorb_meta(self.acc.drain_meta())
 
-        for dim, value in (("gateway", ""), ("provider", ev.provider), ("model", ev.model),
-                           ("team", ev.team), ("key", ev.key)):
-            if value or dim == "gateway":
-                self._apply(dim, value, minute, fold)
-        self._apply("tracing", "", minute, _count_request)
-        self._note_request(ev)
-
-    def _note_request(self, ev: E.Event) -> None:
-        if ev.model and ev.provider:
-            self.incidents.imply("model", ev.model, {"provider": ev.provider})
-        if ev.key and ev.team:
-            self.incidents.imply("key", ev.key, {"team": ev.team})
-        day = int(ev.ts // 86400)
-        self.spend[(day, ev.team)] += ev.cost
-        if ev.team_spend is not None and ev.team:
-            prev = self.reported_spend.get((day, ev.team), 0.0)
-            self.reported_spend[(day, ev.team)] = max(prev, ev.team_spend)
-        if ev.budget and ev.team:
-            self.reported_budget[ev.team] = ev.budget
-
-    def _add_log(self, ev: E.Event, minute: int) -> None:
-        counter = _LOG_COUNTERS.get(ev.signal)
-        if ev.signal == E.SIG_ACCESS:
-            def fold(b: Bucket) -> None:
-                b.access += 1
-                if ev.status >= 500:
-                    b.access_5xx += 1
-        elif counter is not None:
-            def fold(b: Bucket) -> None:
-                setattr(b, counter, getattr(b, counter) + 1)
-        else:
-            return
-        self._apply("app", ev.app or "unknown", minute, fold)
-
-    def _add_trace(self, ev: E.Event, minute: int) -> None:
-        def fold(b: Bucket) -> None:
-            b.traces += 1
-            if ev.lag is not None:
-                k = latency_bin(max(ev.lag, 0.001))
-                b.lag[k] = b.lag.get(k, 0) + 1
-                b.lag_max = max(b.lag_max, ev.lag)
-
-        self._apply("tracing", "", minute, fold)
+    def _absorb_meta(self, meta: dict) -> None:
+        for dim, value, labels in meta.get("implied", ()):
+            self.incidents.imply(dim, value, labels)
+        for day, team, usd in meta.get("spend", ()):
+            self.spend[(day, team)] += usd
+        for day, team, usd in meta.get("reported", ()):
+            self.reported_spend[(day, team)] = max(self.reported_spend.get((day, team), 0.0), usd)
+        for team, usd in meta.get("budgets", ()):
+            self.reported_budget[team] = usd
 
     def _retention(self) -> int:
         return max((length + offset for s in self.specs.values() for length, offset in s), default=60)
@@ -183,6 +149,7 @@ class Engine:
     # --- closing a minute: judge every series -------------------------------------------
     def close_minute(self, minute: int) -> list[dict]:
         now = (minute + 1) * STEP
+        self._absorb(self.acc.pop_through(minute))
         for key, w in list(self.series.items()):
             if w.idle():
                 if not any(self.states.get((r.name, key)) for r in self.rules_by_dim.get(key[0], ())):
@@ -256,8 +223,9 @@ class Engine:
         )
 
 
-def _count_request(b: Bucket) -> None:
-    b.requests += 1
+def _log_count(b: Bucket) -> int:
+    return (b.access + b.oom + b.crash + b.clean_exit + b.start + b.proxy_error + b.app_error
+            + b.clickhouse_errors + b.ingest_batches)
 
 
 def _baseline(state: RuleState, r: Reading) -> float | None:

@@ -16,9 +16,9 @@ LINE = (
     '{"id":"time-%s_chatcmpl-%s","projectId":"%s","traceId":"%s","parentObservationId":null,"name":"litellm:%s",'
     '"type":"GENERATION","environment":"production","startTime":"%sZ","endTime":"%sZ",'
     '"completionStartTime":"%sZ","createdAt":"%sZ","updatedAt":"%sZ",'
-    '"metadata":{"cache_hit":%s,"litellm_response_cost":%r,%s},"level":"%s","statusMessage":%s,"model":"%s",'
-    '"usageDetails":{"input":%d,"output":%d,"total":%d},"costDetails":%s,"calculatedTotalCost":%r,'
-    '"latency":%r,"timeToFirstToken":%s}'
+    '"metadata":{"cache_hit":%s,"litellm_response_cost":%.8f,%s},"level":"%s","statusMessage":%s,"model":"%s",'
+    '"usageDetails":{"input":%d,"output":%d,"total":%d},"costDetails":%s,"calculatedTotalCost":%.8f,'
+    '"latency":%.3f,"timeToFirstToken":%s}'
 )
 _HIT = {-1: "null", 0: "false", 1: "true"}
 
@@ -64,6 +64,6 @@ def _chunk(world: World, tables, rows: Rows, idx: np.ndarray) -> list[str]:
         out.append(LINE % (
             st[11:23].replace(":", "-").replace(".", "-"), rid[:11], pid, trace, names[team][key], st, en, fi, cr,
             up, _HIT[cache], cost, meta[team][m], "ERROR" if err else "DEFAULT", messages[err][m], models[m],
-            ptok, ctok, ptok + ctok, f'{{"total":{cost!r}}}' if cost else "{}", cost, latency,
-            "null" if ttft < 0 else repr(ttft / 1000)))
+            ptok, ctok, ptok + ctok, f'{{"total":{cost:.8f}}}' if cost else "{}", cost, latency,
+            "null" if ttft < 0 else "%.3f" % (ttft / 1000)))
     return out

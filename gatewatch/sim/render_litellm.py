@@ -15,12 +15,12 @@ CHUNK = 20_000
 IPS = [f"172.19.{i // 256}.{i % 256}" for i in range(4096)]
 
 LINE = (
-    '{"id":"%s","trace_id":"%s","litellm_call_id":"%s",%s,"stream":%s,"response_cost":%r,%s,'
+    '{"id":"%s","trace_id":"%s","litellm_call_id":"%s",%s,"stream":%s,"response_cost":%.8f,%s,'
     '"total_tokens":%d,"prompt_tokens":%d,"completion_tokens":%d,'
-    '"startTime":%r,"endTime":%r,"completionStartTime":%r,"response_time":%r,'
-    '"metadata":{%s,"user_api_key_team_spend":%r,"requester_ip_address":"%s"},'
-    '"cache_hit":%s,"cache_key":%s,"saved_cache_cost":%r,%s,"requester_ip_address":"%s",%s,"model_parameters":{},'
-    '"hidden_params":{"model_id":%s,%s,"response_cost":%r,"litellm_overhead_time_ms":%r},'
+    '"startTime":%d.%06d,"endTime":%d.%06d,"completionStartTime":%d.%06d,"response_time":%d.%06d,'
+    '"metadata":{%s,"user_api_key_team_spend":%.6f,"requester_ip_address":"%s"},'
+    '"cache_hit":%s,"cache_key":%s,"saved_cache_cost":%.8f,%s,"requester_ip_address":"%s",%s,"model_parameters":{},'
+    '"hidden_params":{"model_id":%s,%s,"response_cost":%.8f,"litellm_overhead_time_ms":%.2f},'
     '"guardrail_information":null,"standard_built_in_tools_params":null}'
 )
 
@@ -96,29 +96,36 @@ def _chunk(tb: Tables, rows: Rows, idx: np.ndarray) -> list[str]:
     keys = hex_strings([mix(uid, 5), mix(uid, 6), mix(uid, 7), mix(uid, 8)])
     cache_key = ["null" if h < 0 else f'"{k}"' for h, k in zip(cache, keys)]
     tk = (c["team"].astype(np.int64) * tb.max_keys + c["key"]).tolist()
+    end = c["t0"] + c["dur"]
     cols = zip(uuids(uid, mix(uid, 1)), uuids(mix(tuid, 2), mix(tuid, 3)), uuids(mix(uid, 4), uid),
                c["model"].tolist(), c["stream"].tolist(), c["cost"].tolist(), c["err"].tolist(),
-               c["ptok"].tolist(), c["ctok"].tolist(), (c["t0"] / US).tolist(), ((c["t0"] + c["dur"]) / US).tolist(),
-               ((c["t0"] + shown) / US).tolist(), (shown / US).tolist(), tk, c["spend"].tolist(),
+               c["ptok"].tolist(), c["ctok"].tolist(), *_seconds(c["t0"]), *_seconds(end),
+               *_seconds(c["t0"] + shown), *_seconds(shown), tk, c["spend"].tolist(),
                (c["ip"] & 4095).tolist(), cache, cache_key, c["saved"].tolist(),
-               np.round(3 + (uid % 1500) / 100, 2).tolist())
+               (3 + (uid % 1500) / 100).tolist())
     return [_line(tb, *values) for values in cols]
 
 
 _HIT = {-1: "null", 0: "false", 1: "true"}
 
 
-def _line(tb, rid, trace, call, m, stream, cost, err, ptok, ctok, start, end, first, shown, tk, spend, ip,
+def _seconds(us: np.ndarray) -> tuple[list[int], list[int]]:
+    """Epoch µs as (seconds, microseconds), printed ``%d.%06d`` (cheaper than a float repr)."""
+    s, frac = np.divmod(us, US)
+    return s.tolist(), frac.tolist()
+
+
+def _line(tb, rid, trace, call, m, stream, cost, err, ptok, ctok, s0, u0, s1, u1, s2, u2, s3, u3, tk, spend, ip,
           cache, cache_key, saved, overhead) -> str:
     status, error = tb.status[err][m]
     hidden, model_id = tb.hidden[m]
     if cache == 1:
-        rid, model_id = f"chatcmpl-{rid}_cache_hit{start!r}", "null"
+        rid, model_id = f"chatcmpl-{rid}_cache_hit{s0}.{u0:06d}", "null"
     elif cache < 0:  # embeddings: no response id, LiteLLM uses its call id
         rid = call
     else:
         rid = "chatcmpl-" + rid
     return LINE % (rid, trace, call, tb.model[m], "true" if stream else "null", cost, status,
-                   ptok + ctok, ptok, ctok, start, end, first, shown, tb.meta[tk], spend, IPS[ip],
+                   ptok + ctok, ptok, ctok, s0, u0, s1, u1, s2, u2, s3, u3, tb.meta[tk], spend, IPS[ip],
                    _HIT[cache], cache_key, saved, tb.tail[tk], IPS[ip], error, model_id, hidden, cost,
                    overhead)

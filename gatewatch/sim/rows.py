@@ -111,7 +111,7 @@ def _sample_usage(world: World, rng: np.random.Generator, rows: Rows, cache_rate
     n, c = len(rows), rows.cols
     p = _model_params(world, c["model"])
     c["ptok"][:] = np.maximum(5, _lognormal(rng, p["prompt_median"], 0.8, n)).astype(np.int32)
-    ctok = np.maximum(1, _lognormal(rng, p["completion_median"], 0.7, n))
+    ctok = np.maximum(1, _lognormal(rng, p["completion_median"], 0.5, n))
     c["ctok"][:] = np.where(p["embedding"], 0, ctok).astype(np.int32)
     ttft = _lognormal(rng, p["ttft_s"], p["sigma"], n)
     gen = c["ctok"] / p["tokens_per_s"] * np.exp(rng.normal(0, 0.25, n))

@@ -66,27 +66,3 @@ def template(text: str, **specs: str) -> str:
     """
     return _SLOT.sub(lambda m: specs.get(m.group(1), "%s"), text.replace("%", "%%"))
 
-
-def fixed(scaled: np.ndarray, places: int) -> list[str]:
-    """Decimal strings of non-negative ``scaled / 10**places`` with exactly ``places`` decimals.
-
-    Vectorised (no per-value ``repr``): digits are computed column by column, then each row is
-    shifted left past its leading zeros. ``fixed(np.array([1789365602283003]), 6)`` gives
-    ``['1789365602.283003']``.
-    """
-    v = np.asarray(scaled, dtype=np.int64)
-    whole, frac = np.divmod(v, 10 ** places)
-    width = max(1, len(str(int(whole.max(initial=0)))))
-    total = width + 1 + places
-    chars = np.empty((len(v), total), dtype=np.uint8)
-    for j in range(width - 1, -1, -1):
-        whole, chars[:, j] = np.divmod(whole, 10)
-    for j in range(total - 1, width, -1):
-        frac, chars[:, j] = np.divmod(frac, 10)
-    chars += 48
-    chars[:, width] = ord(".")
-    digits = np.searchsorted(10 ** np.arange(1, width + 1), v // 10 ** places, side="right") + 1
-    cols = np.arange(total)[None, :] + (width - digits)[:, None]
-    out = np.take_along_axis(chars, np.minimum(cols, total - 1), axis=1)
-    out[cols >= total] = 0
-    return _strings(out)

@@ -80,17 +80,17 @@ class World:
 
 _OPENAI = "https://api.openai.com/v1"
 _MODELS = [  # name, model, provider, api_base, call_type, $/Mtok in, out, ttft, sigma, tok/s, prompt, compl, stream, fallback
-    ("gpt-4o-mini", "gpt-4o-mini", "openai", _OPENAI, "acompletion", 0.15, 0.6, 0.45, 0.45, 90, 600, 180, 0.35,
+    ("gpt-4o-mini", "gpt-4o-mini", "openai", _OPENAI, "acompletion", 0.15, 0.6, 0.45, 0.45, 120, 600, 150, 0.35,
      "claude-haiku"),
-    ("gpt-4o", "gpt-4o", "openai", _OPENAI, "acompletion", 2.5, 10.0, 0.7, 0.45, 60, 1500, 350, 0.4, "claude-sonnet"),
+    ("gpt-4o", "gpt-4o", "openai", _OPENAI, "acompletion", 2.5, 10.0, 0.7, 0.45, 90, 1500, 250, 0.4, "claude-sonnet"),
     ("gpt-4.1-mini", "azure/gpt-4.1-mini", "azure", "https://acme-eastus2.openai.azure.com", "acompletion",
-     0.4, 1.6, 0.55, 0.5, 80, 900, 220, 0.3, "gpt-4o-mini"),
+     0.4, 1.6, 0.55, 0.5, 110, 900, 180, 0.3, "gpt-4o-mini"),
     ("claude-sonnet", "anthropic/claude-sonnet-4-5", "anthropic", "https://api.anthropic.com", "acompletion",
-     3.0, 15.0, 1.1, 0.45, 55, 2000, 400, 0.5, "gpt-4o"),
+     3.0, 15.0, 1.1, 0.45, 80, 2000, 300, 0.5, "gpt-4o"),
     ("claude-haiku", "anthropic/claude-haiku-4-5", "anthropic", "https://api.anthropic.com", "acompletion",
-     1.0, 5.0, 0.6, 0.45, 110, 800, 200, 0.4, "gpt-4o-mini"),
+     1.0, 5.0, 0.6, 0.45, 150, 800, 180, 0.4, "gpt-4o-mini"),
     ("llama-70b", "groq/llama-3.3-70b-versatile", "groq", "https://api.groq.com/openai/v1", "acompletion",
-     0.59, 0.79, 0.2, 0.5, 250, 700, 250, 0.3, "gpt-4o-mini"),
+     0.59, 0.79, 0.2, 0.5, 300, 700, 200, 0.3, "gpt-4o-mini"),
     ("embed-small", "text-embedding-3-small", "openai", _OPENAI, "aembedding", 0.02, 0.0, 0.22, 0.4, 1, 400, 0,
      0.0, None),
 ]

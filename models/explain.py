@@ -1,0 +1,148 @@
+"""One-sentence explanations: expected against actual, the dimensions that drive it, dollars.
+
+"cost/h $58.20 vs $17.10 expected (+$41.10/h); 83% of it team analytics, 90% model
+claude-sonnet". Drivers come from the additive counters of the child series (the
+gateway's providers, teams and models; a provider's models; a team's keys): each
+child's excess over what its own last hour predicts, as a share of the total excess.
+Non-additive signals (latencies) name the child whose value moved most instead.
+
+A cache collapse is also priced: lost hits per hour times the cost of a call that
+missed (``Bucket.saved_cost`` per hit when the parser fills it, else the window's cost
+per non-cached call).
+
+Rule alerts get the same sentence (``refresh_rule_explanations``, called by the
+anomaly models after the rules ran for the minute); a budget alert gets its forecast.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from models.signals import BASELINE, BY_NAME, FOR_CATEGORY, WINDOW, Signal
+from models.windows import Bucket
+
+_CHILDREN = {"gateway": ("provider", "team", "model"), "provider": ("model",), "team": ("key",)}
+_SCALE = BASELINE / WINDOW  # baseline counts per window
+
+
+def _rate(num: float, den: float) -> float:
+    return num / den if den > 0 else 0.0
+
+
+# Excess of a window over its own baseline, in an additive unit (calls, hits, $/h, calls/min).
+_EXCESS: dict[str, tuple[Callable[[Bucket, Bucket], float], str]] = {
+    "error_rate": (lambda w, b: w.errors - _rate(b.errors, b.requests) * w.requests, "failed calls in 5 min"),
+    "rate_limit_share": (lambda w, b: w.e429 - _rate(b.e429, b.requests) * w.requests,
+                         "rate-limited calls in 5 min"),
+    "cache_hit_rate": (lambda w, b: _rate(b.cache_hits, b.cacheable) * w.cacheable - w.cache_hits,
+                       "lost cache hits in 5 min"),
+    "cost_per_hour": (lambda w, b: w.cost * 60 / WINDOW - b.cost * 60 / BASELINE, "$/h"),
+    "requests_per_minute": (lambda w, b: w.requests / WINDOW - b.requests / BASELINE, "calls/min"),
+}
+
+
+def _sums(engine, key) -> tuple[Bucket, Bucket] | None:
+    w = engine.series.get(key)
+    if w is None:
+        return None
+    win, base = w.sums.get((WINDOW, 0)), w.sums.get((BASELINE, WINDOW))
+    return None if win is None or base is None else (win, base)
+
+
+def _children(engine, key) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for dim in _CHILDREN.get(key[0], ()):
+        out[dim] = [k for k in engine.series if k[0] == dim and
+                    (key[0] == "gateway" or engine.incidents.implied.get(k, {}).get(key[0]) == key[1])]
+    return out
+
+
+def drivers(engine, key, sig: Signal) -> list[str]:
+    """"83% of it team analytics": per child dimension, the child with most of the excess."""
+    out = []
+    for dim, kids in _children(engine, key).items():
+        if sig.name in _EXCESS:
+            part = _top_share(engine, kids, _EXCESS[sig.name][0])
+            if part is not None and part[1] >= 0.5:
+                out.append(f"{part[1]:.0%} {dim} {part[0][1]}")
+        elif sig.name.startswith("latency"):
+            moved = _top_mover(engine, kids, sig)
+            if moved:
+                out.append(moved)
+    return out
+
+
+def _top_share(engine, kids, excess) -> tuple[tuple[str, str], float] | None:
+    parts = {}
+    for k in kids:
+        s = _sums(engine, k)
+        if s is not None:
+            parts[k] = excess(*s)
+    total = sum(v for v in parts.values() if v > 0)
+    if total <= 0:
+        return None
+    top = max(parts, key=parts.__getitem__)
+    return top, parts[top] / total
+
+
+def _top_mover(engine, kids, sig: Signal) -> str:
+    best, text = 1.0, ""
+    for k in kids:
+        s = _sums(engine, k)
+        if s is None:
+            continue
+        now, before = sig.read(s[0], WINDOW), sig.read(s[1], BASELINE)
+        if now is not None and before and now / before > best:
+            best, text = now / before, f"{k[0]} {k[1]} {sig.fmt(now)} ({now / before:.1f}x)"
+    return text
+
+
+def cache_dollars(win: Bucket, base: Bucket) -> float:
+    """Extra $/h of the hits lost against the baseline hit rate."""
+    lost_per_hour = max(0.0, _EXCESS["cache_hit_rate"][0](win, base)) * 60 / WINDOW
+    if base.saved_cost > 0 and base.cache_hits:
+        per_hit = base.saved_cost / base.cache_hits
+    else:
+        per_hit = _rate(win.cost, win.requests - win.cache_hits)
+    return lost_per_hour * per_hit
+
+
+def explain_anomaly(engine, key, sig: Signal, value: float | None, base: float | None) -> str:
+    parts = [f"{sig.label} {sig.fmt(value)} vs {sig.fmt(base)} expected"]
+    s = _sums(engine, key)
+    excess = _EXCESS[sig.name][0](*s) if s is not None and sig.name in _EXCESS else 0.0
+    if excess > 0:
+        unit = _EXCESS[sig.name][1]
+        parts[0] += f" (+${excess:,.2f}/h)" if unit == "$/h" else f" (+{excess:,.0f} {unit})"
+        if sig.name == "cache_hit_rate":
+            parts[0] += f", about +${cache_dollars(*s):,.2f}/h in calls the cache would have served"
+    who = drivers(engine, key, sig) if excess > 0 or sig.name not in _EXCESS else []
+    if who:
+        parts.append(("of it: " if sig.name in _EXCESS else "most moved: ") + ", ".join(who))
+    return "; ".join(parts)
+
+
+def explain_rule(engine, alert, now: float) -> str:
+    dim, _, value = alert.id.partition("|")[2].partition("=")
+    if alert.name == "TeamBudgetBurn":
+        from models.budget import forecast_text
+
+        return forecast_text(engine, value, now)
+    sig = BY_NAME.get(FOR_CATEGORY.get(alert.category, ""))
+    s = _sums(engine, (dim, value))
+    if sig is None or s is None or dim not in sig.dims:
+        return ""
+    # the rule's own reading where it is in the signal's unit (a 429 rule counts calls instead)
+    same_unit = sig.name != "rate_limit_share"
+    actual = alert.value if same_unit else sig.value(s[0], WINDOW)
+    expected = alert.baseline if same_unit and alert.baseline is not None else sig.value(s[1], BASELINE)
+    return explain_anomaly(engine, (dim, value), sig, actual, expected)
+
+
+def refresh_rule_explanations(engine, minute: int) -> None:
+    """Explain every firing rule alert (the engine's ``update`` keeps a non-empty explanation)."""
+    now = (minute + 1) * 60
+    for inc in engine.incidents.open:
+        for a in inc.firing():
+            if a.detector == "rule":
+                a.explanation = explain_rule(engine, a, now) or a.explanation

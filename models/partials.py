@@ -1,0 +1,153 @@
+"""Pre-aggregation: events folded into per-minute partial buckets, before any window.
+
+The per-event work of detection is only this fold, and it is kept as small as it can
+be: a request updates one *leaf* bucket, keyed by ``(provider, model, team, key)`` and
+minute; the leaf is rolled up into the gateway, provider, model, team and key series
+once per minute, when the minute closes. Log lines update their app's bucket, Langfuse
+observations the tracing bucket.
+
+The same object serves replay (the ``Engine`` owns one) and the Kafka service (the
+ingest agent folds each raw batch into one and ships ``drain()``'s messages, a few per
+series and minute instead of one per log line, to the detection agent, which applies
+them with ``Engine.apply_partials``). Side facts ride along: which provider serves a
+model, which team owns a key, spend per team and day, the budgets the gateway reports.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from models import events as E
+from models.windows import STEP, Bucket, latency_bin
+
+LEAF, APP, TRACING = "leaf", "app", "tracing"
+
+_LOG_COUNTERS = {
+    E.SIG_OOM: "oom", E.SIG_CRASH: "crash", E.SIG_CLEAN_EXIT: "clean_exit", E.SIG_START: "start",
+    E.SIG_PROXY_ERROR: "proxy_error", E.SIG_APP_ERROR: "app_error",
+    E.SIG_CLICKHOUSE_ERROR: "clickhouse_errors", E.SIG_INGEST_BATCH: "ingest_batches",
+}
+
+
+def fold_request(b: Bucket, ev: E.Event) -> None:
+    b.requests += 1
+    if not ev.ok:
+        if ev.status == 429:
+            b.e429 += 1
+        else:
+            b.errors += 1
+            if ev.status >= 500:
+                b.e5xx += 1
+    hit = ev.cache_hit
+    if hit is not None:
+        b.cacheable += 1
+        if hit:
+            b.cache_hits += 1
+    b.cost += ev.cost
+    b.tokens += ev.tokens
+    if ev.latency is not None and not hit:
+        k = latency_bin(ev.latency)
+        lat = b.latency
+        lat[k] = lat.get(k, 0) + 1
+        b.latency_n += 1
+
+
+def fold_log(b: Bucket, ev: E.Event) -> None:
+    if ev.signal == E.SIG_ACCESS:
+        b.access += 1
+        if ev.status >= 500:
+            b.access_5xx += 1
+        return
+    counter = _LOG_COUNTERS[ev.signal]
+    setattr(b, counter, getattr(b, counter) + 1)
+
+
+def fold_trace(b: Bucket, ev: E.Event) -> None:
+    b.traces += 1
+    if ev.lag is not None:
+        k = latency_bin(max(ev.lag, 0.001))
+        b.lag[k] = b.lag.get(k, 0) + 1
+        if ev.lag > b.lag_max:
+            b.lag_max = ev.lag
+
+
+class Partials:
+    """Partial buckets by ``(kind, key, minute)`` plus side facts, until drained."""
+
+    __slots__ = ("buckets", "implied", "spend", "reported_spend", "budgets", "max_ts", "events")
+
+    def __init__(self) -> None:
+        self.buckets: dict[tuple[str, tuple, int], Bucket] = {}
+        self.implied: dict[tuple[str, str], dict[str, str]] = {}
+        self.spend: defaultdict[tuple[int, str], float] = defaultdict(float)
+        self.reported_spend: dict[tuple[int, str], float] = {}
+        self.budgets: dict[str, float] = {}
+        self.max_ts: float | None = None
+        self.events = 0
+
+    def _bucket(self, kind: str, key: tuple, minute: int) -> Bucket:
+        k = (kind, key, minute)
+        b = self.buckets.get(k)
+        if b is None:
+            b = self.buckets[k] = Bucket()
+        return b
+
+    def add(self, ev: E.Event) -> int | None:
+        """Fold one event; returns its minute, or None when the event carries nothing to count."""
+        minute = int(ev.ts // STEP)
+        kind = ev.kind
+        if kind == E.REQUEST:
+            fold_request(self._bucket(LEAF, (ev.provider, ev.model, ev.team, ev.key), minute), ev)
+            self._note_request(ev)
+        elif kind == E.LOG:
+            if ev.signal != E.SIG_ACCESS and ev.signal not in _LOG_COUNTERS:
+                return None
+            fold_log(self._bucket(APP, (ev.app or "unknown",), minute), ev)
+        elif kind == E.TRACE:
+            fold_trace(self._bucket(TRACING, (), minute), ev)
+        else:
+            return None
+        self.events += 1
+        if self.max_ts is None or ev.ts > self.max_ts:
+            self.max_ts = ev.ts
+        return minute
+
+    def _note_request(self, ev: E.Event) -> None:
+        team = ev.team
+        if ev.model and ev.provider and ("model", ev.model) not in self.implied:
+            self.implied[("model", ev.model)] = {"provider": ev.provider}
+        if ev.key and team and ("key", ev.key) not in self.implied:
+            self.implied[("key", ev.key)] = {"team": team}
+        day = int(ev.ts // 86400)
+        if ev.cost:
+            self.spend[(day, team)] += ev.cost
+        if team:
+            if ev.team_spend is not None and ev.team_spend > self.reported_spend.get((day, team), 0.0):
+                self.reported_spend[(day, team)] = ev.team_spend
+            if ev.budget:
+                self.budgets[team] = ev.budget
+
+    def pop_through(self, minute: int) -> list[tuple[str, tuple, int, Bucket]]:
+        """Remove and return the buckets of every minute up to and including ``minute``."""
+        keys = [k for k in self.buckets if k[2] <= minute]
+        return [(k[0], k[1], k[2], self.buckets.pop(k)) for k in sorted(keys)]
+
+    # --- shipping between processes (the Kafka service) --------------------------
+    def drain(self) -> list[dict]:
+        """Everything accumulated, as JSON-able messages; the accumulator is left empty."""
+        out = [{"t": kind, "k": list(key), "m": minute, "b": b.to_dict()}
+               for kind, key, minute, b in self.pop_through(1 << 62)]
+        meta = self.drain_meta()
+        if any(meta.values()):
+            out.append({"t": "meta", **meta})
+        return out
+
+    def drain_meta(self) -> dict:
+        meta = {
+            "implied": [[d, v, labels] for (d, v), labels in sorted(self.implied.items())],
+            "spend": [[day, team, usd] for (day, team), usd in sorted(self.spend.items())],
+            "reported": [[day, team, usd] for (day, team), usd in sorted(self.reported_spend.items())],
+            "budgets": sorted(self.budgets.items()),
+        }
+        self.implied, self.spend, self.reported_spend, self.budgets = {}, defaultdict(float), {}, {}
+        return meta

@@ -72,10 +72,11 @@ class AnomalyModels:
 
     VERSION = 1
 
-    def __init__(self, warmup: int = 60, fire_score: float = 0.4, hot: int = 3, confirm: int = 2,
+    def __init__(self, warmup: int = 60, fire_score: float = 0.5, min_step: float = 0.1, hot: int = 3, confirm: int = 2,
                  clear: float = 0.5, clear_for: int = 5, no_data_for: int = 30, expire_hours: float = 6.0,
                  explain_rules: bool = True, seed: int = 0) -> None:
         self.warmup, self.fire_score, self.hot, self.confirm = warmup, fire_score, hot, confirm
+        self.min_step = min_step
         self.clear, self.clear_for, self.no_data_for = clear, clear_for, no_data_for
         self.expire_minutes = int(expire_hours * 60)
         self.explain_rules, self.seed = explain_rules, seed
@@ -133,14 +134,12 @@ class AnomalyModels:
             track = self.tracks[tkey] = Track(UnivariateDetector(warmup=self.warmup, seed=self.seed))
         score = track.det.update(x, now)  # scored before it is learned
         track.value, track.last_seen, track.no_data_since = x, minute, None
-        if score >= self.fire_score:
-            track.score = score if minute > track.hot_until else max(score, track.score)
-            track.hot_until = minute + self.hot - 1
+        self._accumulate(track, score, minute)
         base = _baseline(w, sig)
         if track.firing:
             self._while_firing(engine, key, sig, tkey, track, minute, now)
             firing_now.add(tkey)
-        elif base is not None and (track.pending or minute <= track.hot_until) and sig.past(x, sig.edge(track.base if track.pending else base)):
+        elif base is not None and (track.pending or track.score >= self.fire_score and minute <= track.hot_until) and sig.material(x, track.base if track.pending else base, w.sums[(WINDOW, 0)]):
             track.base = track.base if track.pending else base
             track.pending += 1
             if track.pending > self.confirm and not self._covered(engine, key, sig, firing_now):
@@ -148,6 +147,22 @@ class AnomalyModels:
                 firing_now.add(tkey)
         else:
             track.pending, track.base = 0, None
+
+    def _accumulate(self, track: Track, score: float, minute: int) -> None:
+        """Add up the onset evidence of consecutive minutes.
+
+        The detector scores onsets, and a 5-minute sliding window turns a sudden change
+        into a ramp of several smaller onsets; their bits (the score is ``bits / (bits +
+        10)``) add up to the surprise of the change as a whole.
+        """
+        if score < self.min_step:
+            return
+        bits = 10.0 * score / max(1e-9, 1.0 - score)
+        if minute > track.hot_until:
+            track.score = 0.0
+        total = 10.0 * track.score / (1.0 - track.score) + bits
+        track.score = total / (total + 10.0)
+        track.hot_until = minute + self.hot - 1
 
     def _covered(self, engine, key, sig: Signal, firing_now) -> bool:
         """A coarser series already pages for this signal (its explanation names this one)."""

@@ -42,6 +42,7 @@ class Engine:
                 if rule.baseline:
                     specs[dim].add((rule.baseline, rule.window))
         self.specs = {dim: tuple(sorted(s)) for dim, s in specs.items()}
+        self.retention = max((length + offset for s in self.specs.values() for length, offset in s), default=60)
         self.series: dict[tuple[str, str], SeriesWindow] = {}
         self.states: dict[tuple[str, tuple[str, str]], RuleState] = {}
         self.incidents = IncidentManager(self.config.timing)
@@ -60,7 +61,7 @@ class Engine:
         ts = ev.ts
         out = self.advance(ts) if self.max_ts is None or ts > self.max_ts else []
         closed = self.closed_minute
-        if ts < (closed - self._retention() + 1) * STEP:
+        if ts < (closed - self.retention + 1) * STEP:
             self.late_dropped += 1
             return out
         minute = self.acc.add(ev)
@@ -144,7 +145,7 @@ class Engine:
             self.reported_budget[team] = usd
 
     def _retention(self) -> int:
-        return max((length + offset for s in self.specs.values() for length, offset in s), default=60)
+        return self.retention
 
     # --- closing a minute: judge every series -------------------------------------------
     def close_minute(self, minute: int) -> list[dict]:

@@ -39,6 +39,8 @@ class Signal:
     min_ratio: float = 1.0
     unit: str = ""  # "%", "s", "$/h", "/min", "" (a count per window)
     label: str = ""
+    count: Callable[[Bucket], float] | None = None  # events behind a rate (failures, 429s)
+    min_count: float = 0.0  # ... of which a page needs at least this many in the window
 
     def read(self, b: Bucket, minutes: int) -> float | None:
         """The value of a window, or None when its volume is too thin to judge."""
@@ -54,6 +56,12 @@ class Signal:
 
     def past(self, value: float, edge: float) -> bool:
         return value > edge if self.up else value < edge
+
+    def material(self, value: float, base: float, window: Bucket) -> bool:
+        """Past the band edge, and (for rates) backed by enough events to be more than luck."""
+        if self.count is not None and self.count(window) < self.min_count:
+            return False
+        return self.past(value, self.edge(base))
 
     def fmt(self, v: float | None) -> str:
         if v is None:
@@ -90,9 +98,11 @@ G, P, M, T, K, A, TR = "gateway", "provider", "model", "team", "key", "app", "tr
 SIGNALS: tuple[Signal, ...] = (
     # Error rate: at least 30 calls and 5 failures in the window, doubled and +5 points.
     Signal("error_rate", "ErrorRateAnomaly", "error_rate", (G, P, M, T),
-           lambda b, m: _ratio(b.errors, b.requests), _requests, 30, True, 0.05, 2.0, "%", "error rate"),
+           lambda b, m: _ratio(b.errors, b.requests), _requests, 30, True, 0.05, 2.0, "%", "error rate",
+           lambda b: b.errors, 8),
     Signal("rate_limit_share", "RateLimitAnomaly", "rate_limit", (G, P, T, K),
-           lambda b, m: _ratio(b.e429, b.requests), _requests, 20, True, 0.10, 2.0, "%", "429 share"),
+           lambda b, m: _ratio(b.e429, b.requests), _requests, 20, True, 0.10, 2.0, "%", "429 share",
+           lambda b: b.e429, 10),
     Signal("cache_hit_rate", "CacheHitRateAnomaly", "cache", (G, M),
            lambda b, m: _ratio(b.cache_hits, b.cacheable), lambda b: b.cacheable, 50, False, 0.15, 1.5, "%",
            "cache hit rate"),

@@ -75,18 +75,18 @@ class Bucket:
     ingest_batches: int = 0
 
     def merge(self, other: Bucket) -> None:
-        for name in _COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        _merge_counters(self, other)
+        lat = self.latency
         for b, n in other.latency.items():
-            self.latency[b] = self.latency.get(b, 0) + n
-        for b, n in other.lag.items():
-            self.lag[b] = self.lag.get(b, 0) + n
+            lat[b] = lat.get(b, 0) + n
+        if other.lag:
+            for b, n in other.lag.items():
+                self.lag[b] = self.lag.get(b, 0) + n
         if other.lag_max > self.lag_max:
             self.lag_max = other.lag_max
 
     def subtract(self, other: Bucket) -> None:
-        for name in _COUNTERS:
-            setattr(self, name, getattr(self, name) - getattr(other, name))
+        _subtract_counters(self, other)
         for hist, o in ((self.latency, other.latency), (self.lag, other.lag)):
             for b, n in o.items():
                 left = hist.get(b, 0) - n
@@ -116,6 +116,19 @@ class Bucket:
 
 
 _COUNTERS = tuple(f.name for f in fields(Bucket) if f.name not in ("latency", "lag", "lag_max"))
+
+
+def _compile(op: str):
+    """``a.x {op}= b.x`` for every counter, as straight-line code: merging is the hot path
+    of the per-minute roll-up, and a loop of getattr/setattr costs three times as much."""
+    body = "\n".join(f"    a.{n} {op}= b.{n}" for n in _COUNTERS)
+    scope: dict = {}
+    exec(f"def f(a, b):\n{body}\n", scope)  # noqa: S102 - code built from our own field names
+    return scope["f"]
+
+
+_merge_counters = _compile("+")
+_subtract_counters = _compile("-")
 
 
 class SeriesWindow:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -199,9 +198,7 @@ def test_cli_writes_and_rejects_unknown_incidents(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_scenario_is_a_day_with_seven_incidents_quickly(tmp_path):
-    began = time.perf_counter()
+def test_demo_scenario_is_a_day_with_seven_incidents(tmp_path):
     result = simulate(tmp_path / "demo", scenario="demo")
-    assert time.perf_counter() - began < 30
     assert 100_000 <= result.labels["records"]["litellm"] <= 300_000
     assert len({i["category"] for i in result.labels["incidents"]}) == 7

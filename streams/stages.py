@@ -1,0 +1,122 @@
+"""What the agents do, without Faust: one raw batch in → a partials message and rejects out;
+partials messages in → notifications out. The agents in ``streams.agents`` only decode,
+call these, and encode; so these are tested, and benchmarked, without a broker.
+
+At-least-once: a raw batch may be ingested twice (a worker died before committing, or a
+source resent it). A partials message carries the id ``(topic, partition, offset)`` of
+its raw batch and the source's batch id; :class:`DetectStage` applies each at most once:
+per raw partition it remembers the highest offset applied (a partition is read in
+order, and a new owner restarts from the last committed offset, below that), and the
+last ``batch_memory`` source batch ids (a source that resent a batch it was not sure of).
+Both are part of the snapshot, so they survive a restart with the engine.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.formats import parse_bytes
+from connectors.kafka import decode_batch
+from models.engine import Engine
+from models.events import Rejected
+from models.partials import Partials
+from streams.watermark import Watermark
+
+__all__ = ["RawBatch", "ingest_batch", "DetectStage"]
+
+RAW_KEEP = 2000  # bytes of a rejected record kept in the rejects topic
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    batch_id: str | None = None
+    source: str | None = None
+
+
+def ingest_batch(raw: RawBatch) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Parse and pre-aggregate one raw batch: (the partials message, the rejects)."""
+    partials, rejects, min_ts = Partials(), [], None
+    for line in decode_batch(raw.value):
+        try:
+            events = parse_bytes(line)
+        except Rejected as rej:
+            rejects.append(_reject(raw, line, rej))
+            continue
+        for ev in events:
+            if partials.add(ev) is not None and (min_ts is None or ev.ts < min_ts):
+                min_ts = ev.ts
+    msg = {"id": [raw.topic, raw.partition, raw.offset], "batch": raw.batch_id,
+           "min_ts": min_ts, "max_ts": partials.max_ts, "events": partials.events, "partials": partials.drain()}
+    return msg, rejects
+
+
+def _reject(raw: RawBatch, line: bytes, rej: Rejected) -> dict[str, Any]:
+    return {"stage": "parse", "reason": rej.reason, "detail": rej.detail, "source": raw.source,
+            "topic": raw.topic, "partition": raw.partition, "offset": raw.offset,
+            "raw": line[:RAW_KEEP].decode("utf-8", "replace")}
+
+
+@dataclass
+class DetectStage:
+    """One engine, its watermark, and what has been applied. Picklable (it is the snapshot)."""
+
+    engine: Engine
+    watermark: Watermark
+    applied: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> highest offset
+    batches: OrderedDict = field(default_factory=OrderedDict)
+    batch_memory: int = 100_000
+    events: int = 0  # events applied, each counted once
+    duplicates: int = 0  # partials messages skipped as already applied
+    start_ts: float | None = None  # the oldest event time seen before the engine started
+
+    @classmethod
+    def new(cls, engine: Engine, idle_seconds: float) -> DetectStage:
+        margin = engine.config.lateness + 60
+        return cls(engine, Watermark(idle_seconds=idle_seconds, finish_margin=margin))
+
+    def on_partials(self, msg: dict[str, Any], now: float) -> list[dict]:
+        """Apply one partials message (unless already applied); returns notifications."""
+        topic, partition, offset = msg["id"]
+        source = f"{topic}/{partition}"
+        if self._seen(source, offset, msg.get("batch")):
+            self.duplicates += 1
+            self.watermark.observe(source, None, now)
+            return self.on_tick(now)
+        self.applied[source] = offset
+        if self.engine.max_ts is None and msg.get("min_ts") is not None:
+            self.start_ts = min(self.start_ts or msg["min_ts"], msg["min_ts"])
+        self.engine.apply_partials(msg["partials"])
+        self.events += msg.get("events", 0)
+        self.watermark.observe(source, msg.get("max_ts"), now)
+        return self.on_tick(now)
+
+    def on_tick(self, now: float) -> list[dict]:
+        """Advance event time to the watermark; returns the notifications of closed minutes."""
+        wm = self.watermark.value(now)
+        if wm is None:
+            return []
+        if self.engine.max_ts is None:
+            if self.start_ts is None:
+                return []
+            # The engine's clock starts at the first event time, as in replay (where the
+            # first event starts it), not at the watermark: the minutes in between close.
+            self.engine.advance(self.start_ts)
+        return self.engine.advance(wm) if wm > self.engine.max_ts else []
+
+    def _seen(self, source: str, offset: int, batch_id: str | None) -> bool:
+        if offset <= self.applied.get(source, -1):
+            return True
+        if not batch_id:
+            return False
+        if batch_id in self.batches:
+            return True
+        self.batches[batch_id] = None
+        if len(self.batches) > self.batch_memory:
+            self.batches.popitem(last=False)
+        return False

@@ -1,0 +1,220 @@
+"""The agents: thin (decode → ``streams.stages`` / ``models`` → encode).
+
+``ingest``  raw batches → partials (one message per batch) and rejects; N workers split
+            the raw partitions.
+``detect``  partials → notifications; one ``Engine`` on the one partials partition. Its
+            events are acked only once a snapshot covers them, so a restart resumes from
+            the snapshot and the messages after it are re-read (ids already applied are
+            skipped); notifications re-sent in that case carry the same ``incident:seq``.
+``deliver`` notifications → sinks through the durable outbox (``open_delivery``); keys
+            already delivered (by any worker) are kept in a table and skipped.
+
+A timer sends a ``tick`` to the partials topic every ``tick_seconds``, so the detect agent
+advances event time (idle inputs, see ``streams.watermark``) inside its own stream, the
+only place where its table may be written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import Counter, Gauge
+
+from connectors.delivery import idempotency_key
+from connectors.kafka import HEADER_BATCH, HEADER_SOURCE
+from gatewatch.config import load_config
+from gatewatch.commands.deliver import open_delivery
+from models.engine import Engine
+from streams.snapshot import read_snapshot, write_snapshot
+from streams.stages import DetectStage, RawBatch, ingest_batch
+from streams.topics import topic_names
+
+__all__ = ["WorkerContext", "register"]
+
+log = logging.getLogger("gatewatch.worker")
+TICK = b'{"tick":true}'
+
+_BATCHES = Counter("gatewatch_worker_batches", "raw batches ingested")
+_EVENTS = Counter("gatewatch_worker_events", "events applied by detection (each once)")
+_REJECTED = Counter("gatewatch_worker_rejected", "records rejected", ["stage", "reason"])
+_DUPLICATES = Counter("gatewatch_worker_duplicates", "messages skipped as already applied", ["stage"])
+_NOTIFICATIONS = Counter("gatewatch_worker_notifications", "notifications produced")
+_DELIVERED = Counter("gatewatch_worker_delivered", "notifications handed to the outbox")
+_WATERMARK = Gauge("gatewatch_worker_watermark_seconds", "event-time watermark (epoch seconds)")
+_SNAPSHOT = Gauge("gatewatch_worker_snapshot_bytes", "size of the last engine snapshot")
+
+
+@dataclass
+class WorkerContext:
+    """What the agents of one app share: settings, the detect stage, counters for /health."""
+
+    settings: Any
+    config_raw: dict | None = None
+    stage: DetectStage | None = None
+    pending: list = field(default_factory=list)  # detect events not yet covered by a snapshot
+    last_snapshot: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "batches": 0, "events_ingested": 0, "rejected": 0, "notifications": 0, "delivered": 0,
+        "delivery_duplicates": 0, "snapshots": 0, "restored": 0})
+
+    def new_stage(self) -> DetectStage:
+        engine = Engine(load_config(self.settings.config))
+        return DetectStage.new(engine, self.settings.idle_seconds)
+
+    def health(self) -> dict[str, Any]:
+        stage = self.stage
+        detect = None
+        if stage is not None:
+            detect = {"events": stage.events, "duplicates": stage.duplicates,
+                      "engine_events": stage.engine.events, "closed_minute": stage.engine.closed_minute,
+                      "watermark": stage.engine.max_ts, "incidents": stage.engine.incidents.total,
+                      "inputs": len(stage.watermark.inputs)}
+        return {"ok": True, **self.counts, "detect": detect}
+
+
+def _header(headers: Any, name: str) -> str | None:
+    items: Iterable = headers.items() if isinstance(headers, dict) else (headers or ())
+    for k, v in items:
+        if k == name:
+            return v.decode() if isinstance(v, bytes) else str(v)
+    return None
+
+
+def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> WorkerContext:
+    """Declare topics, tables, agents, timer and pages on ``app``; returns the shared context."""
+    ctx = WorkerContext(settings, config_raw)
+    names = topic_names(settings.topic_prefix)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    raw_topics = app.topic(*names.raw, partitions=settings.raw_partitions, **raw)
+    partials = app.topic(names.partials, partitions=1, **raw)
+    notifications = app.topic(names.notifications, partitions=1, **raw)
+    rejects = app.topic(names.rejects, partitions=1, **raw)
+    snapshots = app.Table("engine-snapshot", partitions=1, schema=faust.Schema(
+        key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
+    delivered = app.Table("delivered", partitions=1, schema=faust.Schema(
+        key_type=str, value_type=str, key_serializer="json", value_serializer="json"))
+    app.gatewatch = ctx  # type: ignore[attr-defined]
+
+    @app.agent(raw_topics, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            m = event.message
+            msg, rejected = ingest_batch(RawBatch(m.topic, m.partition, m.offset, event.value,
+                                                  _header(m.headers, HEADER_BATCH),
+                                                  _header(m.headers, HEADER_SOURCE)))
+            for r in rejected:
+                _REJECTED.labels(r["stage"], r["reason"]).inc()
+                await rejects.send(value=orjson.dumps(r))
+            await partials.send(value=orjson.dumps(msg))
+            ctx.counts["batches"] += 1
+            ctx.counts["events_ingested"] += msg["events"]
+            ctx.counts["rejected"] += len(rejected)
+            _BATCHES.inc()
+
+    @app.agent(partials, name="detect")
+    async def detect(stream: faust.StreamT) -> None:
+        async for event in stream.noack().events():
+            now = time.monotonic()
+            if ctx.stage is None:
+                _restore(ctx, snapshots, now)
+            ctx.pending.append(event)
+            stage = ctx.stage
+            before = stage.events
+            if event.value == TICK:
+                notes = stage.on_tick(now)
+            else:
+                notes = stage.on_partials(orjson.loads(event.value), now)
+            _EVENTS.inc(stage.events - before)
+            for n in notes:
+                await notifications.send(key=str(n["incident"]).encode(), value=orjson.dumps(n))
+            ctx.counts["notifications"] += len(notes)
+            _NOTIFICATIONS.inc(len(notes))
+            if stage.engine.max_ts is not None:
+                _WATERMARK.set(stage.engine.max_ts)
+            if now - ctx.last_snapshot >= settings.snapshot_seconds:
+                _snapshot(ctx, snapshots, now)
+
+    @app.agent(notifications, name="deliver")
+    async def deliver(stream: faust.StreamT) -> None:
+        state_dir = str(Path(settings.state_dir) / "delivery")
+        async with open_delivery(settings, state_dir, config_raw) as delivery:
+            lock = asyncio.Lock()
+            retry = asyncio.ensure_future(_retry_pending(delivery, lock))
+            try:
+                async for value in stream:
+                    n = orjson.loads(value)
+                    key = idempotency_key(n)
+                    if delivered.get(key):
+                        ctx.counts["delivery_duplicates"] += 1
+                        _DUPLICATES.labels("deliver").inc()
+                        continue
+                    decision = delivery.submit(n)
+                    async with lock:
+                        await delivery.drain()
+                    delivered[key] = type(decision).__name__.lower()
+                    ctx.counts["delivered"] += 1
+                    _DELIVERED.inc()
+            finally:
+                retry.cancel()
+
+    @app.timer(settings.tick_seconds)
+    async def tick() -> None:
+        await partials.send(value=TICK)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json(ctx.health())
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        if any(tp.topic == names.partials for tp in revoked):
+            # Another worker may own detection next; ours restores from the table if it
+            # gets the partition back (its snapshot may be newer than our memory).
+            ctx.stage, ctx.pending = None, []
+
+    try:
+        from faust.sensors.prometheus import setup_prometheus_sensors
+
+        setup_prometheus_sensors(app)
+    except ImportError:  # prometheus_client missing: /health still works
+        pass
+    return ctx
+
+
+def _restore(ctx: WorkerContext, table: Any, now: float) -> None:
+    stage = read_snapshot(table)
+    if stage is None:
+        ctx.stage = ctx.new_stage()
+        return
+    stage.watermark.restarted(now)
+    ctx.stage = stage
+    ctx.counts["restored"] += 1
+    log.info("engine restored", extra={"kv": {"events": stage.events, "closed_minute": stage.engine.closed_minute}})
+
+
+def _snapshot(ctx: WorkerContext, table: Any, now: float) -> None:
+    """Write the stage to the table, then ack the events it covers (commit follows)."""
+    size = write_snapshot(table, ctx.stage)
+    _SNAPSHOT.set(size)
+    for event in ctx.pending:
+        event.ack()
+    ctx.pending = []
+    ctx.last_snapshot = now
+    ctx.counts["snapshots"] += 1
+
+
+async def _retry_pending(delivery: Any, lock: asyncio.Lock, every: float = 5.0) -> None:
+    """Sinks that failed keep their backlog in the outbox; retry it even when nothing new comes."""
+    while True:
+        await asyncio.sleep(every)
+        if any(delivery.outbox.pending(s.name) for s in delivery.sinks):
+            async with lock:
+                await delivery.drain()

@@ -27,6 +27,7 @@ import orjson
 from connectors.fly import parse_flyctl, parse_nats
 from connectors.langfuse import parse_observation, parse_trace
 from connectors.litellm import parse_json_log, parse_payload, parse_spendlog
+from connectors.infra import parse_metric, parse_probe, parse_request_log
 from models.events import Event, Rejected
 
 __all__ = ["parse_bytes", "parse_one", "parse_record", "parser_for", "records"]
@@ -52,6 +53,12 @@ def parser_for(obj: dict[str, Any]) -> Parser | None:
         return parse_json_log if "level" in obj else None
     if "attributes" in obj:
         return _parse_fly_api_item
+    if "gatewatch_metric" in obj:
+        return parse_metric
+    if "gatewatch_probe" in obj:
+        return parse_probe
+    if "request_log" in obj:
+        return parse_request_log
     if "timestamp" in obj and "id" in obj:
         return parse_trace
     return None

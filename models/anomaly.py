@@ -72,7 +72,7 @@ class AnomalyModels:
 
     VERSION = 1
 
-    def __init__(self, warmup: int = 60, fire_score: float = 0.5, min_step: float = 0.1, hot: int = 3, confirm: int = 2,
+    def __init__(self, warmup: int = 60, fire_score: float = 0.4, min_step: float = 0.1, hot: int = 3, confirm: int = 2,
                  clear: float = 0.5, clear_for: int = 5, no_data_for: int = 30, expire_hours: float = 6.0,
                  explain_rules: bool = True, seed: int = 0) -> None:
         self.warmup, self.fire_score, self.hot, self.confirm = warmup, fire_score, hot, confirm

@@ -19,11 +19,11 @@ from models.config import Config
 from models.incidents import Alert, IncidentManager
 from models.metrics import Reading
 from models.notifications import fmt_value, where
-from models.partials import APP, LEAF, TRACING, Partials
+from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
 from models.windows import STEP, Bucket, SeriesWindow
 
-DIMS = ("gateway", "provider", "model", "team", "key", "app", "tracing")
+DIMS = ("gateway", "provider", "model", "team", "key", "app", "tracing", "gauge")
 _LABELLED = {"provider", "model", "team", "key", "app"}
 
 def series_labels(dim: str, value: str) -> dict[str, str]:
@@ -131,6 +131,8 @@ class Engine:
                 self._merge("app", key[0], minute, part)
             elif kind == TRACING:
                 self._merge("tracing", "", minute, part)
+            elif kind == GAUGE:
+                self._merge("gauge", key[0], minute, part)
         if self.acc.implied or self.acc.spend or self.acc.reported_spend or self.acc.budgets:
             self._absorb_meta(self.acc.drain_meta())
 
@@ -157,6 +159,8 @@ class Engine:
                     continue
             w.close(minute)
             for rule in self.rules_by_dim.get(key[0], ()):
+                if rule.series and rule.series != key[1]:
+                    continue
                 self._judge(rule, key, w, minute, now)
         for det in self.extra_detectors:
             det.on_minute(self, minute)
@@ -226,7 +230,7 @@ class Engine:
 
 def _log_count(b: Bucket) -> int:
     return (b.access + b.oom + b.crash + b.clean_exit + b.start + b.proxy_error + b.app_error
-            + b.clickhouse_errors + b.ingest_batches)
+            + b.clickhouse_errors + b.ingest_batches + b.gauge_n)
 
 
 def _baseline(state: RuleState, r: Reading) -> float | None:

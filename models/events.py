@@ -13,6 +13,9 @@ Three kinds:
 ``log``
     one platform or application log line (Fly.io NATS stream, ``flyctl logs --json``,
     a LiteLLM JSON log line). ``signal`` says what the line means for alerting.
+``metric``
+    one sampled gauge (``gatewatch tail redis|postgres|probe``): ``message`` is the metric
+    name (``redis_used_memory_bytes``, ``probe_reachable``, ...), ``value`` its reading.
 ``trace``
     one Langfuse observation or trace. Event time is ``createdAt`` (when Langfuse
     stored it); ``lag`` is ``createdAt - endTime``, the ingestion delay.
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 REQUEST = "request"
 LOG = "log"
 TRACE = "trace"
+METRIC = "metric"  # a sampled gauge: infrastructure polls (Redis, PostgreSQL) and health probes
 
 # What a log line means. Parsers set one of these in ``Event.signal``.
 SIG_ACCESS = "access"  # uvicorn access line; ``status`` holds the HTTP status code
@@ -75,6 +79,7 @@ class Event:
     level: str = ""
     message: str = ""
     lag: float | None = None  # Langfuse ingestion lag, seconds
+    value: float | None = None  # METRIC: the sampled value; ``message`` holds the metric name
 
 
 class Rejected(ValueError):

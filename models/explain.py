@@ -128,7 +128,11 @@ def explain_rule(engine, alert, now: float) -> str:
         from models.budget import forecast_text
 
         return forecast_text(engine, value, now)
-    sig = BY_NAME.get(FOR_CATEGORY.get(alert.category, ""))
+    rule = next((r for r in engine.config.rules if r.name == alert.name), None)
+    name = FOR_CATEGORY.get(alert.category, "")
+    if rule is not None and "p50" in rule.metric:
+        name = "latency_p50"
+    sig = BY_NAME.get(name)
     s = _sums(engine, (dim, value))
     if sig is None or s is None or dim not in sig.dims:
         return ""

@@ -163,6 +163,14 @@ def trace_coverage(w: Bucket, base: Bucket | None, minutes: int, base_minutes: i
     return Reading(now / before, w.requests, base.traces, now, before)
 
 
+def gauge_mean(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """The mean of a sampled gauge over the window (Redis memory, pool use, probe up/down)."""
+    if w.gauge_n == 0:
+        return None
+    mean = w.gauge_sum / w.gauge_n
+    return Reading(mean, w.gauge_n, w.gauge_n, mean, None)
+
+
 METRICS: dict[str, Metric] = {
     "5xx_rate": five_xx_rate,
     "error_rate": error_rate,
@@ -183,4 +191,5 @@ METRICS: dict[str, Metric] = {
     "clickhouse_errors": _count("clickhouse_errors"),
     "ingestion_lag_p95": ingestion_lag_p95,
     "trace_coverage": trace_coverage,
+    "gauge_mean": gauge_mean,
 }

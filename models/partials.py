@@ -20,7 +20,7 @@ from collections import defaultdict
 from models import events as E
 from models.windows import STEP, Bucket, latency_bin
 
-LEAF, APP, TRACING = "leaf", "app", "tracing"
+LEAF, APP, TRACING, GAUGE = "leaf", "app", "tracing", "gauge"
 
 _LOG_COUNTERS = {
     E.SIG_OOM: "oom", E.SIG_CRASH: "crash", E.SIG_CLEAN_EXIT: "clean_exit", E.SIG_START: "start",
@@ -105,12 +105,23 @@ class Partials:
             fold_log(self._bucket(APP, (ev.app or "unknown",), minute), ev)
         elif kind == E.TRACE:
             fold_trace(self._bucket(TRACING, (), minute), ev)
+        elif kind == E.METRIC and ev.value is not None and ev.message:
+            if ev.source == "probe":  # one probe, two gauges: did it answer, was it healthy
+                self._gauge("probe_reachable", minute, 1.0 if ev.status else 0.0)
+                self._gauge("probe_healthy", minute, ev.value)
+            else:
+                self._gauge(ev.message, minute, ev.value)
         else:
             return None
         self.events += 1
         if self.max_ts is None or ev.ts > self.max_ts:
             self.max_ts = ev.ts
         return minute
+
+    def _gauge(self, name: str, minute: int, value: float) -> None:
+        b = self._bucket(GAUGE, (name,), minute)
+        b.gauge_n += 1
+        b.gauge_sum += value
 
     def _note_request(self, ev: E.Event) -> None:
         team = ev.team

@@ -49,6 +49,7 @@ class Rule:
     clear: float = 0.8  # hysteresis factor on the threshold
     clear_for: int = 5
     no_data_for: int = 30
+    series: str = ""  # only the series with this value (gauge rules name their metric here)
     confirm: tuple[str, float] | None = None  # a second metric that must breach too: (metric, threshold)
     summary: str = ""  # "{where} 5xx rate {actual:.1%}": how the title reads
     enabled: bool = True
@@ -83,7 +84,7 @@ class Rule:
         return True
 
 
-G, P, M, T, K, A, TR = "gateway", "provider", "model", "team", "key", "app", "tracing"
+G, P, M, T, K, A, TR, GA = "gateway", "provider", "model", "team", "key", "app", "tracing", "gauge"
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     # --- errors: runbook "5xx > 1% for 5 min", "error rate > 5% / 5 min, > 20% / 2 min",
@@ -151,6 +152,19 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("LangfuseIngestionStalled", "tracing", "warning", (TR,), "trace_coverage", "<", 0.2,
          window=5, for_=2, min_volume=30, baseline=60, min_baseline=100, min_age=30, clear=0.5,
          summary="Langfuse stored {actual:.0%} of gateway calls as traces"),
+    # --- infrastructure and health probes (gatewatch tail redis|postgres|probe)
+    Rule("RedisMemoryHigh", "resource", "warning", (GA,), "gauge_mean", ">", 220e6, series="redis_used_memory_bytes",
+         window=2, for_=0, clear=0.95, summary="Redis cache using {actual:,.0f} bytes"),
+    Rule("DatabasePoolExhausted", "resource", "critical", (GA,), "gauge_mean", ">", 0.95,
+         series="postgres_connections_used_ratio", window=1, for_=5, clear=0.9,
+         summary="PostgreSQL connections {actual:.0%} of max"),
+    Rule("DatabaseSlowQueries", "resource", "warning", (GA,), "gauge_mean", ">", 1000.0,
+         series="postgres_mean_exec_time_ms", window=5, for_=5,
+         summary="PostgreSQL mean query time {actual:,.0f} ms"),
+    Rule("GatewayUnreachable", "availability", "critical", (GA,), "gauge_mean", "<", 0.5, series="probe_reachable",
+         window=1, for_=2, clear=0.6, summary="gateway health endpoint reachable {actual:.0%} of probes"),
+    Rule("GatewayUnhealthy", "availability", "warning", (GA,), "gauge_mean", "<", 0.5, series="probe_healthy",
+         window=1, for_=5, clear=0.6, summary="gateway health endpoint healthy {actual:.0%} of probes"),
     Rule("ClickHouseInsertErrors", "tracing", "warning", (A,), "clickhouse_errors", ">", 2,
          window=10, for_=0, clear=0.4, clear_for=10, summary="{where} {actual:.0f} ClickHouse INSERT errors in 10 min"),
 )

@@ -73,6 +73,9 @@ class Bucket:
     lag_max: float = 0.0
     clickhouse_errors: int = 0
     ingest_batches: int = 0
+    # sampled gauges (infrastructure, probes)
+    gauge_n: int = 0
+    gauge_sum: float = 0.0
 
     def merge(self, other: Bucket) -> None:
         _merge_counters(self, other)

@@ -61,6 +61,9 @@ class WorkerContext:
     stage: DetectStage | None = None
     pending: list = field(default_factory=list)  # detect events not yet covered by a snapshot
     last_snapshot: float = 0.0
+    dirty: bool = False  # the stage changed since the last snapshot
+    topics: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
         "batches": 0, "events_ingested": 0, "rejected": 0, "notifications": 0, "delivered": 0,
         "delivery_duplicates": 0, "snapshots": 0, "restored": 0})
@@ -94,13 +97,18 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     names = topic_names(settings.topic_prefix)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     raw_topics = app.topic(*names.raw, partitions=settings.raw_partitions, **raw)
-    partials = app.topic(names.partials, partitions=1, **raw)
-    notifications = app.topic(names.notifications, partitions=1, **raw)
-    rejects = app.topic(names.rejects, partitions=1, **raw)
+    # internal=True: Faust creates them with these partition counts at start (a broker
+    # that auto-creates topics on first produce would pick its own default).
+    partials = app.topic(names.partials, partitions=1, internal=True, **raw)
+    notifications = app.topic(names.notifications, partitions=1, internal=True, **raw)
+    rejects = app.topic(names.rejects, partitions=1, internal=True, **raw)
     snapshots = app.Table("engine-snapshot", partitions=1, schema=faust.Schema(
         key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
     delivered = app.Table("delivered", partitions=1, schema=faust.Schema(
         key_type=str, value_type=str, key_serializer="json", value_serializer="json"))
+    # Looked up through ctx at call time, so a test can swap a channel or a table for a fake.
+    ctx.topics = {"partials": partials, "notifications": notifications, "rejects": rejects}
+    ctx.tables = {"snapshots": snapshots, "delivered": delivered}
     app.gatewatch = ctx  # type: ignore[attr-defined]
 
     @app.agent(raw_topics, name="ingest")
@@ -112,8 +120,8 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
                                                   _header(m.headers, HEADER_SOURCE)))
             for r in rejected:
                 _REJECTED.labels(r["stage"], r["reason"]).inc()
-                await rejects.send(value=orjson.dumps(r))
-            await partials.send(value=orjson.dumps(msg))
+                await ctx.topics["rejects"].send(value=orjson.dumps(r))
+            await ctx.topics["partials"].send(value=orjson.dumps(msg))
             ctx.counts["batches"] += 1
             ctx.counts["events_ingested"] += msg["events"]
             ctx.counts["rejected"] += len(rejected)
@@ -124,23 +132,26 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
         async for event in stream.noack().events():
             now = time.monotonic()
             if ctx.stage is None:
-                _restore(ctx, snapshots, now)
+                _restore(ctx, ctx.tables["snapshots"], now)
             ctx.pending.append(event)
             stage = ctx.stage
-            before = stage.events
+            before = (stage.events, stage.engine.closed_minute)
             if event.value == TICK:
                 notes = stage.on_tick(now)
             else:
                 notes = stage.on_partials(orjson.loads(event.value), now)
-            _EVENTS.inc(stage.events - before)
+            _EVENTS.inc(stage.events - before[0])
+            ctx.dirty = ctx.dirty or (stage.events, stage.engine.closed_minute) != before
             for n in notes:
-                await notifications.send(key=str(n["incident"]).encode(), value=orjson.dumps(n))
+                await ctx.topics["notifications"].send(key=str(n["incident"]).encode(), value=orjson.dumps(n))
             ctx.counts["notifications"] += len(notes)
             _NOTIFICATIONS.inc(len(notes))
             if stage.engine.max_ts is not None:
                 _WATERMARK.set(stage.engine.max_ts)
-            if now - ctx.last_snapshot >= settings.snapshot_seconds:
-                _snapshot(ctx, snapshots, now)
+            if not ctx.dirty:
+                _ack(ctx)  # nothing changed since the last snapshot: these need no replay
+            elif now - ctx.last_snapshot >= settings.snapshot_seconds:
+                _snapshot(ctx, ctx.tables["snapshots"], now)
 
     @app.agent(notifications, name="deliver")
     async def deliver(stream: faust.StreamT) -> None:
@@ -152,14 +163,14 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
                 async for value in stream:
                     n = orjson.loads(value)
                     key = idempotency_key(n)
-                    if delivered.get(key):
+                    if ctx.tables["delivered"].get(key):
                         ctx.counts["delivery_duplicates"] += 1
                         _DUPLICATES.labels("deliver").inc()
                         continue
                     decision = delivery.submit(n)
                     async with lock:
                         await delivery.drain()
-                    delivered[key] = type(decision).__name__.lower()
+                    ctx.tables["delivered"][key] = type(decision).__name__.lower()
                     ctx.counts["delivered"] += 1
                     _DELIVERED.inc()
             finally:
@@ -178,7 +189,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
         if any(tp.topic == names.partials for tp in revoked):
             # Another worker may own detection next; ours restores from the table if it
             # gets the partition back (its snapshot may be newer than our memory).
-            ctx.stage, ctx.pending = None, []
+            ctx.stage, ctx.pending, ctx.dirty = None, [], False
 
     try:
         from faust.sensors.prometheus import setup_prometheus_sensors
@@ -204,11 +215,15 @@ def _snapshot(ctx: WorkerContext, table: Any, now: float) -> None:
     """Write the stage to the table, then ack the events it covers (commit follows)."""
     size = write_snapshot(table, ctx.stage)
     _SNAPSHOT.set(size)
+    _ack(ctx)
+    ctx.last_snapshot, ctx.dirty = now, False
+    ctx.counts["snapshots"] += 1
+
+
+def _ack(ctx: WorkerContext) -> None:
     for event in ctx.pending:
         event.ack()
     ctx.pending = []
-    ctx.last_snapshot = now
-    ctx.counts["snapshots"] += 1
 
 
 async def _retry_pending(delivery: Any, lock: asyncio.Lock, every: float = 5.0) -> None:

@@ -136,3 +136,82 @@ def test_timestamps_missing_new_or_irregular(name, factory, times):
         points = [(x, t.replace(tzinfo=None)) for x, t in points]
     scores = run(factory(), points)
     assert len(scores) == 500 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+# --- the same checks for the multi-series detector (``models.anomaly.AnomalyModels``) ----------
+# It is driven by a whole engine (series appear as traffic does), so its battery runs a
+# synthetic gateway instead of a number stream.
+
+from models.anomaly import AnomalyModels  # noqa: E402
+from tests import synth_gateway as SG  # noqa: E402
+
+MULTI: list[tuple[str, Callable[..., Any]]] = [
+    ("anomaly-models", lambda seed=0, warmup=WARMUP: SG.engine(seed=seed, warmup=warmup)),
+]
+multi = pytest.mark.parametrize("name,factory", MULTI, ids=[n for n, _ in MULTI])
+
+
+def _models(eng) -> AnomalyModels:
+    return next(d for d in eng.extra_detectors if isinstance(d, AnomalyModels))
+
+
+def _scores(eng) -> dict:
+    return _models(eng).score_minute(eng, eng.closed_minute)
+
+
+@multi
+def test_multi_seeded_determinism(name, factory):
+    plants = [SG.Plant(100, 130, team="analytics", cost_x=5.0)]
+    a, b = factory(seed=3), factory(seed=3)
+    assert SG.run(a, range(0, 130), plants=plants) == SG.run(b, range(0, 130), plants=plants)
+    assert pickle.dumps(_models(a)) == pickle.dumps(_models(b))
+
+
+@multi
+def test_multi_pickle_round_trip(name, factory):
+    eng = factory()
+    SG.run(eng, range(0, 90))
+    clone = pickle.loads(pickle.dumps(eng))
+    plants = [SG.Plant(100, 130, provider="openai", fail=True)]
+    assert SG.run(clone, range(90, 130), plants=plants) == SG.run(eng, range(90, 130), plants=plants)
+    restored = pickle.loads(pickle.dumps(_models(eng)))
+    assert restored.tracks.keys() == _models(eng).tracks.keys()
+
+
+@multi
+def test_multi_series_appearing_and_disappearing(name, factory):
+    eng = factory()
+    newcomer = SG.Team("newcomer", 30, "mistral", "mistral-large", 0.2, error=0.5)
+    SG.run(eng, range(0, 80))
+    notes = SG.run(eng, range(80, 100), teams=SG.TEAMS + (newcomer,))  # appears, wild from the start
+    notes += SG.run(eng, range(100, 140), teams=SG.TEAMS[:1])  # two teams vanish
+    assert not [a for a in SG.anomaly_alerts(notes) if "newcomer" in str(a["labels"])]  # in its warm-up
+    assert all(0.0 <= s <= 1.0 for s in _scores(eng).values())
+
+
+@multi
+def test_multi_silent_during_warmup(name, factory):
+    eng = factory()
+    notes = SG.run(eng, range(0, WARMUP), plants=[SG.Plant(WARMUP // 2, WARMUP, cost_x=50.0, fail=True)])
+    assert SG.anomaly_alerts(notes) == []
+    assert all(s == 0.0 for s in _scores(eng).values())
+
+
+@multi
+def test_multi_scores_in_unit_interval(name, factory):
+    eng = factory()
+    seen = []
+    for start in range(0, 160, 20):
+        SG.run(eng, range(start, start + 20), plants=[SG.Plant(120, 140, cost_x=30.0, fail=True)])
+        seen.extend(_scores(eng).values())
+    assert seen and all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in seen)
+    assert max(seen) > 0.0
+
+
+@multi
+def test_multi_score_before_learn(name, factory):
+    eng = factory()
+    SG.run(eng, range(0, 100))
+    before = pickle.dumps(_models(eng))
+    _scores(eng)
+    assert pickle.dumps(_models(eng)) == before

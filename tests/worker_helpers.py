@@ -1,0 +1,143 @@
+"""Helpers for the worker tests: raw records, a worker subprocess, topic readers, a webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from gatewatch.replay import replay
+
+# Short timeouts so a consumer group joins in seconds (Faust's first join waits half the
+# session timeout), idle partitions stop holding the watermark fast, snapshots are frequent.
+FAST = {"GATEWATCH_SESSION_TIMEOUT": "6", "GATEWATCH_IDLE_SECONDS": "3", "GATEWATCH_TICK_SECONDS": "0.5",
+        "GATEWATCH_SNAPSHOT_SECONDS": "1"}
+
+
+def litellm_payload(ts: float, ok: bool = True, provider: str = "openai", model: str = "gpt-4o",
+                    team: str = "support", request_id: str | None = None) -> bytes:
+    """A minimal LiteLLM ``StandardLoggingPayload`` line (CONTRACT §2)."""
+    rec = {"id": request_id or f"req-{ts:.3f}-{ok}", "call_type": "acompletion", "startTime": ts - 1.0,
+           "endTime": ts, "model": model, "model_group": model, "custom_llm_provider": provider,
+           "response_cost": 0.001, "total_tokens": 100, "status": "success" if ok else "failure",
+           "metadata": {"user_api_key_team_alias": team, "user_api_key_alias": f"{team}-svc"}}
+    if not ok:
+        rec["error_information"] = {"error_code": "503", "error_class": "ServiceUnavailableError",
+                                    "llm_provider": provider}
+    return orjson.dumps(rec)
+
+
+def simulate_small(out: Path, incidents: str = "provider_outage", hours: float = 1.5) -> list[str]:
+    from gatewatch.simulate import simulate
+
+    simulate(out, hours=hours, rps=2, incidents=incidents, workers=1, seed=7)
+    return [str(out / f"{name}.ndjson.gz") for name in ("litellm", "fly", "langfuse")]
+
+
+def replay_notes(paths: list[str]) -> list[dict]:
+    out = io.BytesIO()
+    replay(paths, out)
+    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gatewatch(*args: str, env: dict | None = None, log: Path | None = None, **kw) -> subprocess.Popen:
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "gatewatch", *args], env={**os.environ, **(env or {})},
+                            stdout=out, stderr=subprocess.STDOUT, **kw)
+
+
+def start_worker(bootstrap: str, prefix: str, state: Path, port: int, app_id: str,
+                 extra_env: dict | None = None) -> subprocess.Popen:
+    env = {**FAST, "GATEWATCH_APP_ID": app_id, **(extra_env or {})}
+    return gatewatch("worker", "--brokers", bootstrap, "--topic-prefix", prefix, "--state-dir", str(state),
+                     "--web-port", str(port), env=env, log=state.with_suffix(".log"))
+
+
+def tail_files(bootstrap: str, prefix: str, state: Path, paths: Iterable[str], **kw) -> subprocess.Popen:
+    return gatewatch("tail", "file", *paths, "--brokers", bootstrap, "--topic-prefix", prefix,
+                     "--state-dir", str(state), **kw)
+
+
+async def health(port: int) -> dict | None:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            return (await client.get(f"http://127.0.0.1:{port}/health")).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+async def read_topic(bootstrap: str, topic: str, *, until: int, timeout: float,
+                     settle: float = 3.0) -> list[dict]:
+    """JSON values on ``topic`` from the start: stop ``settle`` s after ``until`` were read."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    out: list[dict] = []
+    deadline, reached = time.monotonic() + timeout, None
+    try:
+        while time.monotonic() < deadline and (reached is None or time.monotonic() < reached + settle):
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(orjson.loads(m.value) for m in messages)
+            if reached is None and len(out) >= until:
+                reached = time.monotonic()
+    finally:
+        await consumer.stop()
+    return out
+
+
+class WebhookReceiver:
+    """A local HTTP server that records every POST body and its Idempotency-Key."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict]] = []
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> WebhookReceiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        self.received.append((request.headers.get("Idempotency-Key", ""), await request.json()))
+        return web.json_response({"ok": True})
+
+
+async def wait_for(predicate, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(every)
+    return None

@@ -252,6 +252,8 @@ def register_windows(engine) -> None:
     for dim in DIMS:
         specs = set(engine.specs.get(dim, ((1, 0),))) | {(WINDOW, 0), (BASELINE, WINDOW)}
         engine.specs[dim] = tuple(sorted(specs))
+    if hasattr(engine, "retention"):  # how late an event may be and still count
+        engine.retention = max(engine.retention, BASELINE + WINDOW)
     for key, w in list(engine.series.items()):  # series that exist already start their sums now
         if (WINDOW, 0) not in w.sums:
             fresh = SeriesWindow(engine.specs[key[0]])

@@ -144,6 +144,8 @@ def attach_budget_forecast(engine) -> BudgetForecast | None:
         return None
     team = set(engine.specs.get("team", ((1, 0),))) | {HOUR_SPEC}
     engine.specs["team"] = tuple(sorted(team))
+    if hasattr(engine, "retention"):
+        engine.retention = max(engine.retention, sum(HOUR_SPEC))
     det = BudgetForecast()
     engine.extra_detectors.append(det)
     return det

@@ -59,7 +59,17 @@ class Engine:
     # --- input --------------------------------------------------------------------
     def process(self, ev: E.Event) -> list[dict]:
         ts = ev.ts
-        out = self.advance(ts) if self.max_ts is None or ts > self.max_ts else []
+        out: list[dict] = []
+        max_ts = self.max_ts
+        if max_ts is None:
+            out = self.advance(ts)
+        elif ts > max_ts:
+            # advance() only when the watermark minute moves; otherwise just move event time
+            # (the same expression advance() computes, so minutes close at the same events).
+            if int((ts - self.config.lateness) // STEP) - 1 > self.closed_minute:
+                out = self.advance(ts)
+            else:
+                self.max_ts = ts
         closed = self.closed_minute
         if ts < (closed - self.retention + 1) * STEP:
             self.late_dropped += 1

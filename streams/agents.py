@@ -62,6 +62,7 @@ class WorkerContext:
     pending: list = field(default_factory=list)  # detect events not yet covered by a snapshot
     last_snapshot: float = 0.0
     dirty: bool = False  # the stage changed since the last snapshot
+    clock: Any = time.monotonic  # wall time for idle inputs and snapshot intervals
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
@@ -130,7 +131,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     @app.agent(partials, name="detect")
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():
-            now = time.monotonic()
+            now = ctx.clock()
             if ctx.stage is None:
                 _restore(ctx, ctx.tables["snapshots"], now)
             ctx.pending.append(event)
@@ -194,9 +195,10 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     try:
         from faust.sensors.prometheus import setup_prometheus_sensors
 
-        setup_prometheus_sensors(app)
-    except ImportError:  # prometheus_client missing: /health still works
-        pass
+        # Faust's own metrics (messages, commits, rebalances, lag) next to ours, on /metrics.
+        setup_prometheus_sensors(app, name_prefix="gatewatch_faust")
+    except ValueError:  # a second app in one process (tests): the metrics are registered once
+        log.debug("prometheus sensors already registered in this process")
     return ctx
 
 

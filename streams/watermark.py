@@ -39,6 +39,7 @@ class Watermark:
     inputs: dict[str, _Input] = field(default_factory=dict)
     last_seen: float = 0.0
     first_seen: float | None = None
+    high: float | None = None  # the highest value returned: the watermark never goes back
 
     def observe(self, source: str, max_ts: float | None, now: float) -> None:
         """A batch from ``source`` (``topic/partition``) whose newest event is ``max_ts``."""
@@ -60,9 +61,13 @@ class Watermark:
         active = [i.max_ts for i in self.inputs.values()
                   if i.max_ts is not None and now - i.seen <= self.idle_seconds]
         if active:
-            return min(active)
-        quiet = now - self.last_seen - self.idle_seconds
-        return max(times) + self.finish_margin + max(quiet, 0.0)
+            value = min(active)
+        else:
+            quiet = now - self.last_seen - self.idle_seconds
+            value = max(times) + self.finish_margin + max(quiet, 0.0)
+        if self.high is None or value > self.high:
+            self.high = value
+        return self.high
 
     def restarted(self, now: float) -> None:
         """After a restore: wall times from another process mean nothing; count from now."""

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from gatewatch.cli import main
+from tests.shared_data import SHARED
 
-NAB_DATA = Path(__file__).resolve().parents[2] / "shared" / "nab" / "data"
+NAB_DATA = (SHARED or Path("/nonexistent")) / "nab" / "data"
 FILES = ["realTraffic/speed_7578.csv", "realKnownCause/rogue_agent_key_hold.csv"]
 
 

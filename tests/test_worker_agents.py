@@ -27,7 +27,7 @@ class FakeTopic:
 @pytest.fixture
 def app_ctx(tmp_path):
     settings = WorkerSettings().model_copy(update={
-        "state_dir": str(tmp_path), "topic_prefix": "unit", "web_port": 0, "idle_seconds": 0.0,
+        "state_dir": str(tmp_path), "topic_prefix": "unit", "web_port": 0, "idle_seconds": 5.0,
         "snapshot_seconds": 0.0, "webhook_url": None, "slack_bot_token": None, "slack_webhook_url": None})
     app = create_app(settings)
     ctx = app.gatewatch
@@ -55,7 +55,9 @@ async def test_detect_applies_partials_closes_minutes_and_snapshots(app_ctx):
     from streams.snapshot import read_snapshot
 
     app, ctx = app_ctx
-    batches = [encode_batch([litellm_payload(T0 + m * 60 + s, ok=m < 20 or s % 2 == 0)
+    ticks = iter(range(10_000))
+    ctx.clock = lambda: float(next(ticks))  # one second of wall time per message
+    batches = [encode_batch([litellm_payload(T0 + m * 60 + s, ok=m < 20 or s % 4 == 0)
                              for s in range(0, 60, 2)]) for m in range(40)]
     msgs = [ingest_batch(RawBatch("unit.raw.litellm", 0, i, b))[0] for i, b in enumerate(batches)]
     async with app.agents["detect"].test_context() as agent:

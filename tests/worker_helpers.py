@@ -43,9 +43,9 @@ def simulate_small(out: Path, incidents: str = "provider_outage", hours: float =
     return [str(out / f"{name}.ndjson.gz") for name in ("litellm", "fly", "langfuse")]
 
 
-def replay_notes(paths: list[str]) -> list[dict]:
+def replay_notes(paths: list[str], engine=None) -> list[dict]:
     out = io.BytesIO()
-    replay(paths, out)
+    replay(paths, out, engine=engine)
     return [orjson.loads(line) for line in out.getvalue().splitlines()]
 
 

@@ -45,19 +45,21 @@ def check_inputs(files: list[str]) -> str | None:
 
 
 def build_engine(config, no_models: bool = False, no_rules: bool = False):
+    """The detection engine replay and the worker share: rules, the budget forecast and,
+    unless switched off, the online anomaly models."""
+    from dataclasses import replace
+
+    from models.anomaly import attach_models
+    from models.budget import attach_budget_forecast
     from models.engine import Engine
 
     if no_rules:
-        from dataclasses import replace
-
         config = replace(config, rules=())
     engine = Engine(config)
     if not no_models and config.anomaly.get("enabled", True):
-        try:
-            from models.anomaly import attach_models
-        except ImportError:  # the models are optional until issue 4 lands
-            return engine
-        attach_models(engine)
+        attach_models(engine)  # attaches the budget forecast too
+    else:
+        attach_budget_forecast(engine)
     return engine
 
 

@@ -1,0 +1,59 @@
+"""``gatewatch bench``: measure throughput, scaling, memory and detection latency; print a table.
+
+``gatewatch bench replay`` runs ``benchmarks/bench_replay.py`` (see its docstring for how each
+figure is measured): replay throughput as a ratio to gunzip + orjson parsing of the same lines in
+the same run, time and memory from 1x to 16x the input, memory per active series, and detection
+latency per category.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+HELP = "measure throughput, latency and memory; print a table"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["replay"], help="replay: the replay path (issues 3 and 7)")
+    p.add_argument("--scenario-dir", metavar="DIR",
+                   help="a scenario directory, or a directory of them (e.g. /work/shared/scenarios)")
+    p.add_argument("--stream-dir", metavar="DIR", help="an already simulated stream (gatewatch simulate OUT)")
+    p.add_argument("--generate", metavar="SCENARIO", choices=["bench", "demo", "default", "quiet"],
+                   help="simulate this scenario first (bench: 48 h, ~2.5M lines) and measure it")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved parse-only/replay rounds per input (default 3)")
+    p.add_argument("--with-models", action="store_true", help="replay with the anomaly models (default: rules only)")
+    p.add_argument("--no-scaling", action="store_true", help="skip the 1x/4x/16x scaling runs")
+    p.add_argument("--no-series", action="store_true", help="skip the 1k/10k/100k series memory runs")
+    p.add_argument("--work-dir", metavar="DIR", help="keep generated streams and notifications here")
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+    p.add_argument("--markdown-out", metavar="FILE", help="also write the markdown table to FILE")
+
+
+def _library():
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module("bench_replay")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (args.scenario_dir or args.stream_dir or args.generate):
+        print("gatewatch bench replay: give --scenario-dir, --stream-dir or --generate", file=sys.stderr)
+        return 2
+    for d in (args.scenario_dir, args.stream_dir):
+        if d and not Path(d).is_dir():
+            print(f"gatewatch bench replay: {d}: no such directory", file=sys.stderr)
+            return 2
+    lib = _library()
+    res = lib.run_all(args.scenario_dir, args.stream_dir, args.generate, rounds=max(1, args.rounds),
+                      with_models=args.with_models, scale=not args.no_scaling, series=not args.no_series,
+                      work_dir=args.work_dir)
+    table = lib.markdown(res)
+    if args.markdown_out:
+        Path(args.markdown_out).write_text(table + "\n")
+    print(json.dumps(res, indent=1) if args.json else table)
+    return 0

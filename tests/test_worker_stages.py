@@ -1,0 +1,92 @@
+"""The worker's stages without Kafka: equal to replay, watermark rules, snapshot round-trip."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+import pytest
+
+from connectors.file_source import route
+from connectors.files import open_input
+from models.engine import Engine
+from streams.snapshot import CHUNK, read_snapshot, write_snapshot
+from streams.stages import DetectStage, RawBatch, ingest_batch
+from streams.watermark import Watermark
+from tests.worker_helpers import replay_notes, simulate_small
+
+
+def raw_batches(path: str, size: int = 500):
+    lines = [line.rstrip(b"\n") for line in open_input(path) if line.strip()]
+    for offset, start in enumerate(range(0, len(lines), size)):
+        yield RawBatch(f"raw.{route(lines[0])}", 0, offset, b"\n".join(lines[start:start + size]))
+
+
+@pytest.fixture(scope="module")
+def sim_files(tmp_path_factory):
+    return simulate_small(tmp_path_factory.mktemp("sim"))
+
+
+@pytest.mark.parametrize("seconds_per_batch", [0.01, 1.0])
+def test_stages_send_what_replay_sends(sim_files, seconds_per_batch):
+    """Batches of the three files interleaved, through JSON, as the topics carry them."""
+    stage, notes, now = DetectStage.new(Engine(), idle_seconds=5), [], 0.0
+    for group in itertools.zip_longest(*(raw_batches(p) for p in sim_files)):
+        for raw in filter(None, group):
+            msg, rejects = ingest_batch(raw)
+            assert not rejects
+            now += seconds_per_batch
+            notes += stage.on_partials(orjson.loads(orjson.dumps(msg)), now)
+    notes += stage.on_tick(now + 100)  # every input idle: the input has ended
+    want = replay_notes(sim_files)
+    assert want and orjson.loads(orjson.dumps(notes)) == want
+
+
+def test_redelivered_and_resent_batches_apply_once(sim_files):
+    stage = DetectStage.new(Engine(), idle_seconds=5)
+    raws = list(raw_batches(sim_files[0]))[:4]
+    for raw in raws + raws[1:3]:  # a new owner re-reads from the last commit
+        stage.on_partials(ingest_batch(raw)[0], 1.0)
+    resent = RawBatch(raws[0].topic, 0, 99, raws[0].value, batch_id="b-1")
+    stage.on_partials(ingest_batch(resent)[0], 1.0)
+    stage.on_partials(ingest_batch(RawBatch(resent.topic, 0, 100, resent.value, batch_id="b-1"))[0], 1.0)
+    assert stage.duplicates == 3
+    assert stage.events == sum(ingest_batch(r)[0]["events"] for r in raws) + ingest_batch(resent)[0]["events"]
+
+
+def test_watermark_is_the_min_over_active_inputs_and_skips_idle_ones():
+    wm = Watermark(idle_seconds=10, finish_margin=90)
+    wm.observe("a/0", 1000.0, now=0)
+    wm.observe("b/0", 400.0, now=0)
+    assert wm.value(now=5) is None  # start-up: every input gets a chance to report
+    assert wm.value(now=10) == 400.0  # the lagging input holds detection back
+    wm.observe("a/0", 1100.0, now=15)
+    assert wm.value(now=15) == 1100.0  # b is quiet for > 10 s: no longer holds it
+    assert wm.value(now=26) == 1100.0 + 90 + 1  # all quiet: the input has ended, as Engine.finish
+    assert wm.value(now=36) == 1100.0 + 90 + 11  # then event time follows the wall clock
+    wm.observe("c/0", None, now=40)  # a batch of rejects only: it has no time to hold
+    assert wm.value(now=40) == 1100.0 + 90 + 11  # and the watermark never goes back
+
+
+def test_snapshot_round_trip_in_chunks_and_two_slots():
+    table: dict = {}
+    big = {"blob": bytes(range(256)) * (3 * CHUNK // 256), "n": 1}
+    write_snapshot(table, big)
+    assert read_snapshot(table) == big
+    big["n"] = 2
+    write_snapshot(table, big)
+    assert read_snapshot(table)["n"] == 2
+    del table["s1.0"]  # a torn write of the newest slot ...
+    table["meta"] = orjson.dumps({"gen": 1, "slot": 1, "chunks": 1, "bytes": 5})
+    assert read_snapshot(table) is None  # ... is detected, not restored as garbage
+
+
+def test_the_detect_stage_survives_pickle(sim_files):
+    import pickle
+
+    stage = DetectStage.new(Engine(), idle_seconds=5)
+    for raw in list(raw_batches(sim_files[0]))[:10]:
+        stage.on_partials(ingest_batch(raw)[0], 10.0)
+    stage.on_tick(20.0)
+    clone = pickle.loads(pickle.dumps(stage))
+    assert clone.events == stage.events and clone.engine.closed_minute == stage.engine.closed_minute

@@ -103,10 +103,9 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     partials = app.topic(names.partials, partitions=1, internal=True, **raw)
     notifications = app.topic(names.notifications, partitions=1, internal=True, **raw)
     rejects = app.topic(names.rejects, partitions=1, internal=True, **raw)
-    snapshots = app.Table("engine-snapshot", partitions=1, schema=faust.Schema(
-        key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
-    delivered = app.Table("delivered", partitions=1, schema=faust.Schema(
-        key_type=str, value_type=str, key_serializer="json", value_serializer="json"))
+    # JSON values (the app's default codec, which changelog recovery uses).
+    snapshots = app.Table("engine-snapshot", partitions=1)
+    delivered = app.Table("delivered", partitions=1)
     # Looked up through ctx at call time, so a test can swap a channel or a table for a fake.
     ctx.topics = {"partials": partials, "notifications": notifications, "rejects": rejects}
     ctx.tables = {"snapshots": snapshots, "delivered": delivered}
@@ -179,7 +178,10 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
 
     @app.timer(settings.tick_seconds)
     async def tick() -> None:
-        await partials.send(value=TICK)
+        try:
+            await ctx.topics["partials"].send(value=TICK)
+        except Exception as exc:  # a timer that raises is not called again: keep ticking
+            log.warning("tick not sent", extra={"kv": {"error": repr(exc)}})
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -203,7 +205,11 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
 
 
 def _restore(ctx: WorkerContext, table: Any, now: float) -> None:
-    stage = read_snapshot(table)
+    try:
+        stage = read_snapshot(table)
+    except Exception:  # never crash-loop on a bad snapshot: start afresh, loudly
+        log.exception("engine snapshot unreadable; starting a new engine")
+        stage = None
     if stage is None:
         ctx.stage = ctx.new_stage()
         return

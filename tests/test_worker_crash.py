@@ -95,7 +95,6 @@ async def test_survivor_takes_over_and_nothing_is_lost_or_sent_twice(kafka_boots
 async def _detect_owner(ports: list[int]) -> int | None:
     for i, port in enumerate(ports):
         state = await health(port)
-        print("DBG", port, state)
         if state and state["detect"] is not None:
             return i
     return None

@@ -77,7 +77,7 @@ def test_snapshot_round_trip_in_chunks_and_two_slots():
     write_snapshot(table, big)
     assert read_snapshot(table)["n"] == 2
     del table["s1.0"]  # a torn write of the newest slot ...
-    table["meta"] = orjson.dumps({"gen": 1, "slot": 1, "chunks": 1, "bytes": 5})
+    table["meta"] = {"gen": 1, "slot": 1, "chunks": 1, "bytes": 5}
     assert read_snapshot(table) is None  # ... is detected, not restored as garbage
 
 

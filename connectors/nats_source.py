@@ -92,7 +92,7 @@ class NatsSource:
         while not stop.is_set():
             try:
                 messages = await psub.fetch(self.config.fetch_batch, timeout=0.5)
-            except NatsTimeout:
+            except (NatsTimeout, asyncio.TimeoutError):  # nats-py raises either when nothing came
                 continue
             await self._forward_and_ack(messages)
 

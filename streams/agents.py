@@ -63,6 +63,7 @@ class WorkerContext:
     last_snapshot: float = 0.0
     dirty: bool = False  # the stage changed since the last snapshot
     clock: Any = time.monotonic  # wall time for idle inputs and snapshot intervals
+    app: Any = None
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
@@ -81,7 +82,17 @@ class WorkerContext:
                       "engine_events": stage.engine.events, "closed_minute": stage.engine.closed_minute,
                       "watermark": stage.engine.max_ts, "incidents": stage.engine.incidents.total,
                       "inputs": len(stage.watermark.inputs)}
-        return {"ok": True, **self.counts, "detect": detect}
+        return {"ok": True, **self.counts, "assigned": self.assigned(), "detect": detect}
+
+    def assigned(self) -> list[str]:
+        """The raw and partials partitions this worker reads now (tests wait on rebalances)."""
+        app = getattr(self, "app", None)
+        try:
+            tps = app.consumer.assignment() if app is not None else ()
+        except Exception:  # consumer not started yet
+            return []
+        prefix = f"{self.settings.topic_prefix}."
+        return sorted(f"{tp.topic}/{tp.partition}" for tp in tps if tp.topic.startswith(prefix))
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -110,6 +121,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     ctx.topics = {"partials": partials, "notifications": notifications, "rejects": rejects}
     ctx.tables = {"snapshots": snapshots, "delivered": delivered}
     app.gatewatch = ctx  # type: ignore[attr-defined]
+    ctx.app = app
 
     @app.agent(raw_topics, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:

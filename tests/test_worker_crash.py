@@ -64,10 +64,16 @@ async def test_survivor_takes_over_and_nothing_is_lost_or_sent_twice(kafka_boots
     async with WebhookReceiver() as hook:
         env["GATEWATCH_WEBHOOK_URL"] = hook.url
         ports = [free_port(), free_port()]
-        workers = [start_worker(kafka_bootstrap, prefix, tmp_path / f"w{i}", ports[i], app_id=prefix,
-                                extra_env=env) for i in range(2)]
+        workers = []
         try:
-            owner = await wait_for(lambda: _detect_owner(ports), timeout=60)
+            # One after the other, as a deployment scales out: two members creating the
+            # same topics at the same instant sometimes leave Tansu's in-memory topic
+            # unreadable for the detect agent (seen 2 runs in 5; not with one at a time).
+            for i in range(2):
+                workers.append(start_worker(kafka_bootstrap, prefix, tmp_path / f"w{i}", ports[i],
+                                            app_id=prefix, extra_env=env))
+                assert await wait_for(lambda: _balanced(ports[:i + 1]), timeout=60), "group did not settle"
+            owner = await wait_for(lambda: _detect_owner(ports), timeout=30)
             assert owner is not None, "no worker started detection"
             survivor = 1 - owner
             producing = asyncio.ensure_future(produce(kafka_bootstrap, prefix, items, pause=0.08))
@@ -83,6 +89,9 @@ async def test_survivor_takes_over_and_nothing_is_lost_or_sent_twice(kafka_boots
                     w.terminate()
                     w.wait(30)
     keys = [key for key, _ in hook.received]
+    if sorted(keys) != sorted(f"{n['incident']}:{n['seq']}" for n in want):  # kept for the post-mortem
+        import json
+        (tmp_path / "mismatch.json").write_text(json.dumps({"got": [b for _, b in hook.received], "want": want}))
     assert done, f"delivered {len(keys)} of {len(want)}"
     assert len(keys) == len(set(keys)), "a notification was delivered twice"
     assert sorted(keys) == sorted(f"{n['incident']}:{n['seq']}" for n in want)
@@ -98,6 +107,15 @@ async def _detect_owner(ports: list[int]) -> int | None:
         if state and state["detect"] is not None:
             return i
     return None
+
+
+async def _balanced(ports: list[int]) -> bool:
+    """Every raw partition and the partials partition assigned, each to exactly one worker."""
+    states = [await health(p) for p in ports]
+    if not all(states):
+        return False
+    assigned = [tp for s in states for tp in s["assigned"] if ".raw." in tp or tp.endswith(".partials/0")]
+    return len(assigned) == len(set(assigned)) == 4 * PARTITIONS + 1 and all(s["assigned"] for s in states)
 
 
 async def _applied(port: int, events: int) -> bool:

@@ -16,8 +16,9 @@ How each figure is measured (the machine is shared, so everything is a ratio wit
 * **scaling**: the simulator's ``bench`` scenario without incidents for 0.5 h, 2 h and 8 h
   (1x, 4x, 16x), one replay each in a fresh subprocess.
 * **series**: synthetic requests through ``Engine.process``, N distinct (team, key, model)
-  combinations, each with one request a minute for ``SERIES_MINUTES`` minutes; bytes per
-  active series = RSS delta / N.
+  combinations (N keys, N/10 teams, 20 models, 5 providers), each with one request a minute for
+  ``SERIES_MINUTES`` minutes; bytes per active series = tracemalloc peak of the engine / N
+  (exact Python-heap figure; the RSS delta is shown too, it rounds small runs to 0).
 * **detection latency**: ``gatewatch.demo.match(labels, notifications)`` on the notifications
   of the throughput replays: log time from each labelled incident's start to its first page.
 """
@@ -97,8 +98,11 @@ def child_series(n: int, minutes: int = SERIES_MINUTES) -> dict:
     from models.engine import Engine
     from models.events import REQUEST, Event
 
-    engine = Engine()
+    import tracemalloc
+
     base = _rss_kb()
+    tracemalloc.start()
+    engine = Engine()
     t0 = time.process_time()
     start = 1_789_000_000.0 - 1_789_000_000.0 % 60
     teams, models_ = max(1, n // 10), 20
@@ -108,8 +112,12 @@ def child_series(n: int, minutes: int = SERIES_MINUTES) -> dict:
                        f"team{i % teams}", f"key{i}", latency=0.2 + (i % 50) / 10, tokens=100, cost=0.001)
             engine.process(ev)
     engine.finish()
-    return {"series": n, "engine_series": len(engine.series), "events": n * minutes,
-            "cpu": time.process_time() - t0, "rss_delta_bytes": (_rss_kb() - base) * 1024}
+    cpu = time.process_time() - t0
+    retained, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"series": n, "engine_series": len(engine.series), "events": n * minutes, "cpu_traced": cpu,
+            "traced_peak_bytes": peak, "traced_retained_bytes": retained,
+            "rss_delta_bytes": (_rss_kb() - base) * 1024}
 
 
 def _child(task: str, *args) -> dict:
@@ -125,12 +133,12 @@ def _child(task: str, *args) -> dict:
 # --- the benchmark ----------------------------------------------------------------------------
 def _summarise(name: str, r: dict) -> dict:
     ratios = [x["parse_cpu"] / x["replay_cpu"] for x in r["runs"]]
-    mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+    mid = sorted(range(len(ratios)), key=ratios.__getitem__)[(len(ratios) - 1) // 2]  # lower median round
     run = r["runs"][mid]
     return {
         "input": name, "lines": r["lines"], "events": r["events"], "notifications": r["notifications"],
         "parse_lines_per_s": r["lines"] / run["parse_cpu"], "replay_lines_per_s": r["lines"] / run["replay_cpu"],
-        "replay_events_per_s": r["events"] / run["replay_cpu"], "ratio": ratios[mid], "ratios": ratios,
+        "replay_events_per_s": r["events"] / run["replay_cpu"], "ratio": statistics.median(ratios), "ratios": ratios,
         "ratio_wall": run["parse_wall"] / run["replay_wall"], "replay_cpu_s": run["replay_cpu"],
         "replay_wall_s": run["replay_wall"], "peak_rss_delta_mb": r["rss_delta_bytes"] / 2**20,
     }
@@ -199,7 +207,7 @@ def run_all(scenario_dir: str | None = None, stream_dir: str | None = None, gene
         for n in SERIES_COUNTS:
             log(f"series: {n:,} active series ...")
             r = _child("child_series", n)
-            r["bytes_per_series"] = r["rss_delta_bytes"] / n
+            r["bytes_per_series"] = r["traced_peak_bytes"] / n
             results["series"].append(r)
     results["loadavg_end"] = os.getloadavg()
     return results
@@ -228,11 +236,12 @@ def markdown(res: dict) -> str:
     if res["throughput"]:
         lines += ["### Replay throughput vs. gunzip + orjson parse (CPU time, same run, interleaved)", "",
                   "| input | lines | events | parse-only lines/s | replay lines/s | replay events/s "
-                  "| ratio (CPU) | ratio (wall) | peak RSS Δ |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| ratio (CPU) | ratio per round | ratio (wall) | peak RSS Δ |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
         for r in res["throughput"]:
             lines.append(f"| {r['input']} | {r['lines']:,} | {r['events']:,} | {r['parse_lines_per_s']:,.0f} | "
                          f"{r['replay_lines_per_s']:,.0f} | {r['replay_events_per_s']:,.0f} | {r['ratio']:.2f} | "
+                         f"{' '.join(f'{x:.2f}' for x in r['ratios'])} | "
                          f"{r['ratio_wall']:.2f} | {r['peak_rss_delta_mb']:.0f} MB |")
         lines.append("")
     if res["scaling"]:
@@ -248,10 +257,12 @@ def markdown(res: dict) -> str:
     if res["series"]:
         lines += [f"### Memory per active series (synthetic requests through `Engine.process`, "
                   f"{SERIES_MINUTES} min each)", "",
-                  "| active series | engine series | events | CPU s | peak RSS Δ | bytes / active series |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+                  "| active series | engine series | events | tracemalloc peak | retained | peak RSS Δ "
+                  "| bytes / active series (peak) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
         for r in res["series"]:
-            lines.append(f"| {r['series']:,} | {r['engine_series']:,} | {r['events']:,} | {r['cpu']:.1f} | "
+            lines.append(f"| {r['series']:,} | {r['engine_series']:,} | {r['events']:,} | "
+                         f"{r['traced_peak_bytes'] / 2**20:.1f} MB | {r['traced_retained_bytes'] / 2**20:.1f} MB | "
                          f"{r['rss_delta_bytes'] / 2**20:.0f} MB | {r['bytes_per_series']:,.0f} |")
         lines.append("")
     if res["latency"]:

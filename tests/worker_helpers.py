@@ -137,7 +137,7 @@ async def wait_for(predicate, timeout: float, every: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = await predicate()
-        if value:
+        if value is not None and value is not False and value != {}:  # 0 is an answer
             return value
         await asyncio.sleep(every)
     return None

@@ -147,13 +147,13 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
                 _restore(ctx, ctx.tables["snapshots"], now)
             ctx.pending.append(event)
             stage = ctx.stage
-            before = (stage.events, stage.engine.closed_minute)
+            before, events = stage.version, stage.events
             if event.value == TICK:
                 notes = stage.on_tick(now)
             else:
                 notes = stage.on_partials(orjson.loads(event.value), now)
-            _EVENTS.inc(stage.events - before[0])
-            ctx.dirty = ctx.dirty or (stage.events, stage.engine.closed_minute) != before
+            ctx.dirty = ctx.dirty or stage.version != before
+            _EVENTS.inc(stage.events - events)
             for n in notes:
                 await ctx.topics["notifications"].send(key=str(n["incident"]).encode(), value=orjson.dumps(n))
             ctx.counts["notifications"] += len(notes)

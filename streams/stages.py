@@ -74,6 +74,7 @@ class DetectStage:
     events: int = 0  # events applied, each counted once
     duplicates: int = 0  # partials messages skipped as already applied
     start_ts: float | None = None  # the oldest event time seen before the engine started
+    version: int = 0  # bumped by every change: what a snapshot covers
 
     @classmethod
     def new(cls, engine: Engine, idle_seconds: float) -> DetectStage:
@@ -89,6 +90,7 @@ class DetectStage:
             self.watermark.observe(source, None, now)
             return self.on_tick(now)
         self.applied[source] = offset
+        self.version += 1
         if self.engine.max_ts is None and msg.get("min_ts") is not None:
             self.start_ts = min(self.start_ts or msg["min_ts"], msg["min_ts"])
         self.engine.apply_partials(msg["partials"])
@@ -107,7 +109,10 @@ class DetectStage:
             # The engine's clock starts at the first event time, as in replay (where the
             # first event starts it), not at the watermark: the minutes in between close.
             self.engine.advance(self.start_ts)
-        return self.engine.advance(wm) if wm > self.engine.max_ts else []
+        if wm <= self.engine.max_ts:
+            return []
+        self.version += 1
+        return self.engine.advance(wm)
 
     def _seen(self, source: str, offset: int, batch_id: str | None) -> bool:
         if offset <= self.applied.get(source, -1):

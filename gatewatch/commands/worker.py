@@ -35,6 +35,24 @@ def _settings(args: argparse.Namespace):  # -> WorkerSettings
     return WorkerSettings().model_copy(update={k: v for k, v in update.items() if v is not None})
 
 
+def _create_raw_topics(settings) -> None:
+    """Raw topics with their partition count, even before any source ran (Faust creates only
+    its own topics, and a broker with auto-creation off would leave the agent nothing to read)."""
+    import asyncio
+
+    from connectors.kafka import ensure_topics
+
+    for attempt in range(30):  # Kafka may start after us (docker compose)
+        try:
+            asyncio.run(ensure_topics(settings.brokers, settings.topic_prefix, settings.raw_partitions))
+            return
+        except Exception as exc:
+            print(f"gatewatch worker: Kafka not ready ({exc}); retrying", file=sys.stderr)
+            import time
+
+            time.sleep(min(2 ** attempt, 10))
+
+
 def run(args: argparse.Namespace) -> int:
     from gatewatch.commands.deliver import load_raw_config
     from gatewatch.config import ConfigError
@@ -50,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from streams.app import create_app
 
+    _create_raw_topics(settings)
     app = create_app(settings, config_raw=config_raw)
     print(f"gatewatch worker: {settings.masked()}", file=sys.stderr)
     worker = faust.Worker(app, loglevel=args.log_level.upper(), quiet=True, redirect_stdouts=False)

@@ -27,7 +27,6 @@ import logging
 import os
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.metrics import SourceMetrics
+from connectors.recent import RecentKeys
 
 __all__ = [
     "FAMILIES", "raw_topic", "all_raw_topics", "encode_batch", "decode_batch", "BatchProducer",
@@ -287,21 +287,10 @@ class BatchProducer:
         await self._drain(0)
 
 
-class BatchDeduper:
+class BatchDeduper(RecentKeys):
     """Remembers the last ``capacity`` batch ids; ``seen(id)`` is True for a repeat."""
 
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity, self._ids = capacity, OrderedDict[str, None]()
-
-    def seen(self, batch_id: str | None) -> bool:
-        if not batch_id:
-            return False
-        if batch_id in self._ids:
-            return True
-        self._ids[batch_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return False
+    __slots__ = ()
 
 
 async def ensure_topics(brokers: list[str] | str, prefix: str = "gatewatch", partitions: int = 4) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import heapq
 import sys
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Iterable, Iterator
 
 import orjson
 
 from connectors.files import iter_file
+from connectors.recent import RecentKeys
 from models.config import Config
 from models.engine import Engine
 from models.events import REQUEST, Event
@@ -81,19 +82,10 @@ class Deduper:
     """Drops a request seen twice (the callback and SpendLogs both carry it)."""
 
     def __init__(self, capacity: int = 200_000) -> None:
-        self.seen: OrderedDict[str, None] = OrderedDict()
-        self.capacity = capacity
+        self.recent = RecentKeys(capacity)
 
     def duplicate(self, ev: Event) -> bool:
-        if ev.kind != REQUEST or not ev.request_id:
-            return False
-        key = ev.request_id
-        if key in self.seen:
-            return True
-        self.seen[key] = None
-        if len(self.seen) > self.capacity:
-            self.seen.popitem(last=False)
-        return False
+        return ev.kind == REQUEST and self.recent.seen(ev.request_id)
 
 
 class Pacer:

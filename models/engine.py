@@ -89,7 +89,7 @@ class Engine:
                 continue
             b = Bucket.from_dict(msg["b"])
             self.events += b.requests + b.traces + _log_count(b)
-            if self.closed_minute is not None and msg["m"] <= self.closed_minute - self._retention():
+            if self.closed_minute is not None and msg["m"] <= self.closed_minute - self.retention:
                 self.late_dropped += 1
                 continue
             self._absorb([(msg["t"], tuple(msg["k"]), msg["m"], b)])
@@ -155,9 +155,6 @@ class Engine:
             self.reported_spend[(day, team)] = max(self.reported_spend.get((day, team), 0.0), usd)
         for team, usd in meta.get("budgets", ()):
             self.reported_budget[team] = usd
-
-    def _retention(self) -> int:
-        return self.retention
 
     # --- closing a minute: judge every series -------------------------------------------
     def close_minute(self, minute: int) -> list[dict]:

@@ -218,7 +218,3 @@ class IncidentManager:
                 del self.by_alert[alert_id]
         if not silent:
             self.closed_recently.append(inc)
-
-    def finish(self, now: float) -> list[dict]:
-        """End of input (replay): nothing more will come, so nothing is resolved by silence."""
-        return []

@@ -7,18 +7,18 @@ source resent it). A partials message carries the id ``(topic, partition, offset
 its raw batch and the source's batch id; :class:`DetectStage` applies each at most once:
 per raw partition it remembers the highest offset applied (a partition is read in
 order, and a new owner restarts from the last committed offset, below that), and the
-last ``batch_memory`` source batch ids (a source that resent a batch it was not sure of).
+last 100,000 source batch ids (a source that resent a batch it was not sure of).
 Both are part of the snapshot, so they survive a restart with the engine.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.formats import parse_bytes
 from connectors.kafka import decode_batch
+from connectors.recent import RecentKeys
 from models.engine import Engine
 from models.events import Rejected
 from models.partials import Partials
@@ -69,8 +69,7 @@ class DetectStage:
     engine: Engine
     watermark: Watermark
     applied: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> highest offset
-    batches: OrderedDict = field(default_factory=OrderedDict)
-    batch_memory: int = 100_000
+    batches: RecentKeys = field(default_factory=lambda: RecentKeys(100_000))
     events: int = 0  # events applied, each counted once
     duplicates: int = 0  # partials messages skipped as already applied
     start_ts: float | None = None  # the oldest event time seen before the engine started
@@ -117,11 +116,4 @@ class DetectStage:
     def _seen(self, source: str, offset: int, batch_id: str | None) -> bool:
         if offset <= self.applied.get(source, -1):
             return True
-        if not batch_id:
-            return False
-        if batch_id in self.batches:
-            return True
-        self.batches[batch_id] = None
-        if len(self.batches) > self.batch_memory:
-            self.batches.popitem(last=False)
-        return False
+        return self.batches.seen(batch_id)

@@ -8,7 +8,7 @@ Every key is optional; the defaults reproduce the runbook thresholds::
       GatewayHigh5xxRate: {threshold: 0.02, for: 10}
       CacheHitRateLow: {enabled: false}
     lateness_seconds: 30
-    incidents: {group_interval: 300, repeat_interval: 14400, resolve_wait: 300, reopen_grace: 1200}
+    incidents: {group_interval: 300, repeat_interval: 14400, resolve_wait: 300, reopen_grace: 1200, join_window: 3600}
     anomaly: {enabled: true}
 
 Loading YAML text is the caller's business (``gatewatch.config``); this module takes a dict.

@@ -6,7 +6,13 @@ raises restarts, proxy errors and tracing gaps; a runaway agent raises cost and
 budget) and their labels agree wherever both say something. Labels are compared
 after enrichment (a model implies its provider, a key its team), so
 ``{model: gpt-4o}`` joins ``{provider: openai}`` but ``{team: a}`` never joins
-``{team: b}``. Alerts without labels (gateway-wide) join any compatible incident.
+``{team: b}``, and two scoped alerts that share no label (``{team: a}`` and
+``{model: m}``) have no evidence of a common cause and stay apart. Alerts without
+labels (gateway-wide) join any compatible incident. The new alert must be related to
+an alert that is firing now, so an incident that lasts all day (a team over its daily
+budget) does not absorb every later, unrelated problem by chaining categories, and
+that alert must have started within ``join_window`` (1 h) of the new one, unless both
+are about the same subject (one team's cost, then its budget).
 
 *Notification log*, in the spirit of Alertmanager's ``nflog``: an incident is sent
 when it opens, when its set of alerts or its severity changes (at most once per
@@ -91,6 +97,7 @@ class Timing:
     repeat_interval: float = 4 * 3600.0
     resolve_wait: float = 300.0
     reopen_grace: float = 1200.0
+    join_window: float = 3600.0  # a new alert joins only live alerts that started this recently
 
 
 class IncidentManager:
@@ -109,7 +116,15 @@ class IncidentManager:
 
     def fire(self, alert: Alert, now: float) -> None:
         inc = self.by_alert.get(alert.id)
-        if inc is None or inc not in self.open:
+        if inc is not None and inc in self.open:
+            before = inc.alerts.get(alert.id)
+            # The same condition back after a while is judged afresh, like any new alert.
+            if (before is not None and not before.firing and before.ended_at is not None
+                    and now - before.ended_at > self.timing.reopen_grace and not self._compatible(inc, alert)):
+                inc = None
+        else:
+            inc = None
+        if inc is None:
             inc = self._home_for(alert, now)
         inc.alerts[alert.id] = alert
         inc.quiet_since = None
@@ -142,22 +157,44 @@ class IncidentManager:
                 out.setdefault(k, v)
         return out
 
-    def _agree(self, anchor: dict[str, str], labels: dict[str, str]) -> bool:
+    @staticmethod
+    def _agree(a: dict[str, str], b: dict[str, str]) -> bool:
         """Labels agree where both state them, judged on the most general keys they share:
-        two models of one provider agree, two teams do not."""
+        two models of one provider agree, two teams do not. A gateway-wide side (no labels)
+        agrees with anything; two scoped sides that share no key have nothing in common and
+        do not agree (a team's budget says nothing about a model's latency)."""
+        if not a or not b:
+            return True
         for keys in (ROOT_KEYS, LEAF_KEYS):
-            shared = [k for k in keys if k in anchor and k in labels]
+            shared = [k for k in keys if k in a and k in b]
             if shared:
-                return all(anchor[k] == labels[k] for k in shared)
-        return True
+                return all(a[k] == b[k] for k in shared)
+        return False
 
     def _compatible(self, inc: Incident, alert: Alert) -> bool:
         # Record-only (info) alerts never absorb pages, nor join them.
         if (alert.severity == "info") != all(a.severity == "info" for a in inc.alerts.values()):
             return False
-        if not any(related(a.category, alert.category) for a in inc.alerts.values()):
+        labels = self.enrich(alert.labels)
+        if not self._agree(inc.anchor, labels):
             return False
-        return self._agree(inc.anchor, self.enrich(alert.labels))
+        # Share a cause with an alert that is live now: an incident does not grow by chaining
+        # (cost -> latency -> cache -> availability) through alerts that are long over.
+        # It must also overlap in time: a team over its daily budget since the morning says
+        # nothing about a gateway-wide surge in the evening.
+        # Alerts about the same subject (the same team, provider, app ...) may be an hour
+        # apart: a runaway agent's cost, then its budget.
+        live = inc.firing() or list(inc.alerts.values())
+        horizon = alert.started_at - self.timing.join_window
+        for a in live:
+            if not related(a.category, alert.category):
+                continue
+            other = self.enrich(a.labels)
+            if not self._agree(other, labels):
+                continue
+            if a.started_at >= horizon or any(other.get(k) == v for k, v in labels.items()):
+                return True
+        return False
 
     def _home_for(self, alert: Alert, now: float) -> Incident:
         for inc in self.open:

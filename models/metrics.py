@@ -121,6 +121,15 @@ def requests_per_second(w: Bucket, base: Bucket | None, minutes: int, base_minut
     return Reading(rps, w.requests, w.requests, rps, None)
 
 
+def request_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """Request rate now over the baseline's; ``count`` is the baseline's sample size."""
+    if base is None or base.requests <= 0:
+        return None
+    rps = w.requests / (minutes * 60)
+    before = base.requests / (max(1, base_minutes) * 60)
+    return Reading(rps / before, w.requests, base.requests, rps, before)
+
+
 def tokens(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
     return Reading(w.tokens, w.requests, w.tokens, w.tokens, None)
 
@@ -183,6 +192,7 @@ METRICS: dict[str, Metric] = {
     "cost_per_hour": cost_per_hour,
     "cost_ratio": cost_ratio,
     "requests_per_second": requests_per_second,
+    "request_ratio": request_ratio,
     "tokens": tokens,
     "oom": _count("oom"),
     "crashes": crashes,

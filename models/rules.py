@@ -137,6 +137,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # --- traffic: "> 100 req/s for 10 min", "> 1M tokens in 1 h" (info: a busy gateway passes it)
     Rule("HighTraffic", "traffic", "warning", (G,), "requests_per_second", ">", 100.0,
          window=1, for_=10, summary="gateway {actual:.0f} req/s"),
+    # A surge against the gateway's own last hour (a launch, a client retry loop): the absolute
+    # runbook line above only fits gateways that already run near 100 req/s.
+    Rule("TrafficSurge", "traffic", "warning", (G,), "request_ratio", ">", 2.0,
+         window=5, for_=5, min_volume=150, min_count=600, baseline=60, min_baseline=600, min_age=120,
+         clear=0.7, summary="gateway {actual:.1f} req/s"),
     Rule("TokensPerHourHigh", "traffic", "info", (G,), "tokens", ">", 1_000_000,
          window=60, for_=0, clear=0.9, summary="gateway {actual:,.0f} tokens in the last hour"),
     # --- availability: OOM kills, crash loops, Fly proxy errors

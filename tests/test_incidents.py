@@ -1,0 +1,103 @@
+"""Grouping alerts into incidents: shared cause, live overlap, label evidence."""
+
+from __future__ import annotations
+
+from models.incidents import Alert, IncidentManager
+
+T0 = 1_789_372_800.0
+
+
+def alert(name: str, category: str, labels: dict, at: float, severity: str = "warning") -> Alert:
+    return Alert(id=f"{name}:{sorted(labels.items())}", name=name, category=category, severity=severity,
+                 detector="rule", labels=labels, value=1.0, threshold=0.5, started_at=at, title=name)
+
+
+def test_a_day_long_budget_incident_does_not_absorb_later_problems():
+    im = IncidentManager()
+    im.imply("key", "support-bot", {"team": "support"})
+    im.imply("model", "claude-sonnet", {"provider": "anthropic"})
+    cost = alert("CostSpike", "cost", {"team": "support", "key": "support-bot"}, T0)
+    budget = alert("TeamBudgetBurn", "budget", {"team": "support"}, T0 + 600)
+    for a in (cost, budget):
+        im.fire(a, a.started_at)
+    im.resolve(cost.id, T0 + 3600)  # the spike is over; the team stays over budget all day
+    home = im.by_alert[budget.id]
+
+    latency = alert("LatencyP95Doubled", "latency", {"model": "claude-sonnet"}, T0 + 7 * 3600)
+    crash = alert("GatewayCrashLoop", "availability", {"app": "llm-gateway"}, T0 + 10 * 3600, "critical")
+    gateway_cost = alert("CostPerHourDoubled", "cost", {}, T0 + 1200)
+    other_team = alert("TeamBudgetBurn", "budget", {"team": "analytics"}, T0 + 12 * 3600)
+    for a in (latency, crash, gateway_cost, other_team):
+        im.fire(a, a.started_at)
+
+    assert im.by_alert[latency.id] is not home  # a model's latency has no label in common with a team
+    assert im.by_alert[crash.id] is not home  # a crash loop is not caused by a budget
+    assert im.by_alert[crash.id] is not im.by_alert[latency.id]
+    assert im.by_alert[gateway_cost.id] is home  # gateway-wide cost, soon after: may be the team's overspend
+    assert im.by_alert[other_team.id] is not home
+    assert len(im.open) == 4
+
+
+def test_related_alerts_of_one_cause_share_an_incident():
+    im = IncidentManager()
+    im.imply("model", "gpt-4o", {"provider": "openai"})
+    provider = alert("ProviderErrorRateCritical", "error_rate", {"provider": "openai"}, T0, "critical")
+    model = alert("ModelErrorRateHigh", "error_rate", {"model": "gpt-4o"}, T0 + 60)
+    gateway = alert("GatewayHigh5xxRate", "error_rate", {}, T0 + 120, "critical")
+    latency = alert("LatencyP95Doubled", "latency", {"provider": "openai"}, T0 + 180)
+    for a in (provider, model, gateway, latency):
+        im.fire(a, a.started_at)
+    assert len(im.open) == 1 and len(im.open[0].alerts) == 4
+
+
+def test_an_incident_does_not_grow_by_chaining_through_alerts_that_are_over():
+    im = IncidentManager()
+    cost = alert("CostPerHourDoubled", "cost", {}, T0)
+    latency = alert("LatencyP95High", "latency", {}, T0 + 300)  # cost <-> latency: related
+    for a in (cost, latency):
+        im.fire(a, a.started_at)
+    assert im.by_alert[latency.id] is im.by_alert[cost.id]
+    im.resolve(latency.id, T0 + 1800)
+    # availability relates to latency (over) but not to cost (the live alert): a new incident
+    crash = alert("GatewayCrashLoop", "availability", {}, T0 + 3600, "critical")
+    im.fire(crash, crash.started_at)
+    assert im.by_alert[crash.id] is not im.by_alert[cost.id]
+    # while latency was live, the same alert would have joined
+    im2 = IncidentManager()
+    for a in (cost, latency, crash):
+        fresh = alert(a.name, a.category, a.labels, a.started_at, a.severity)
+        im2.fire(fresh, fresh.started_at)
+    assert len(im2.open) == 1
+
+
+def test_alerts_far_apart_in_time_are_separate_incidents():
+    im = IncidentManager()
+    budget = alert("TeamBudgetBurn", "budget", {"team": "support"}, T0)
+    im.fire(budget, T0)
+    surge_soon = alert("TrafficSurge", "traffic", {}, T0 + 600)
+    im.fire(surge_soon, surge_soon.started_at)
+    assert im.by_alert[surge_soon.id] is im.by_alert[budget.id]
+    im.resolve(surge_soon.id, T0 + 1800)
+    later = alert("RateLimitStorm", "rate_limit", {}, T0 + 3 * 3600)  # related to traffic (over) only
+    evening = alert("TrafficSurge2", "traffic", {}, T0 + 10 * 3600)  # budget still firing, 10 h on
+    for a in (later, evening):
+        im.fire(a, a.started_at)
+    assert im.by_alert[evening.id] is not im.by_alert[budget.id]
+    assert im.by_alert[later.id] is not im.by_alert[budget.id]
+
+
+def test_a_condition_back_hours_later_is_judged_afresh():
+    im = IncidentManager()
+    budget = alert("TeamBudgetBurn", "budget", {"team": "support"}, T0)
+    surge = alert("TrafficSurge", "traffic", {}, T0 + 300)
+    for a in (budget, surge):
+        im.fire(a, a.started_at)
+    home = im.by_alert[surge.id]
+    im.resolve(surge.id, T0 + 1800)
+    flap = alert("TrafficSurge", "traffic", {}, T0 + 1900)  # back within reopen_grace: same incident
+    im.fire(flap, flap.started_at)
+    assert im.by_alert[flap.id] is home
+    im.resolve(flap.id, T0 + 2400)
+    again = alert("TrafficSurge", "traffic", {}, T0 + 5 * 3600)  # the budget still fires; a new surge
+    im.fire(again, again.started_at)
+    assert im.by_alert[again.id] is not home

@@ -205,5 +205,8 @@ class Delivery:
         record = {"event": event, "key": key, "incident": n.get("incident"), "seq": n.get("seq"),
                   "status": n.get("status"), "severity": n.get("severity"), "category": n.get("category"),
                   "title": n.get("title"), "at": n.get("at")}
+        if event in ("sent", "suppressed"):  # the evidence, for `gatewatch explain` (once per outcome)
+            record.update(notification_reason=n.get("reason"), started_at=n.get("started_at"), labels=n.get("labels"),
+                          alerts=n.get("alerts"))
         record.update({k: v for k, v in extra.items() if v is not None})
         self.history.append(record)

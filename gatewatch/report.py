@@ -16,14 +16,14 @@ inhibition) would decide for each notification.
 from __future__ import annotations
 
 import html
-import re
 from datetime import datetime
 from pathlib import Path
 
 from gatewatch import report_plots as plots
+from models.explain import alert_evidence, contributors
 from models.scoring import score
 
-__all__ = ["incident_views", "render_report", "contributors"]
+__all__ = ["incident_views", "render_report", "mute_decisions"]
 
 MAX_CHARTED = 60  # incidents with figures; the rest are in the tables only
 SEGMENTS_PER_INCIDENT = 3
@@ -52,46 +52,25 @@ def incident_views(notifications: list[dict], decisions: list[tuple[str, str]]) 
     """One record per incident, in order of start: its messages and what happened to each."""
     views: dict[str, dict] = {}
     for n, (decision, by) in zip(notifications, decisions):
-        v = views.setdefault(n["incident"], {"id": n["incident"], "notes": [], "resolved_at": None,
+        v = views.setdefault(n["incident"], {"id": n["incident"], "notes": [], "all": [], "resolved_at": None,
                                              "started_at": n["started_at"], "peak": n})
+        v["all"].append(n)
         v["notes"].append({"at": n["at"], "reason": n.get("reason", ""), "status": n["status"],
                            "severity": n["severity"], "decision": decision, "by": by, "title": n["title"]})
         if n["status"] == "resolved":
             v["resolved_at"] = n["at"]
-        else:
+        else:  # firing (again, if the incident reopened)
             v["peak"] = n if _rank(n) >= _rank(v["peak"]) else v["peak"]
-            v["last_firing"] = n
+            v["resolved_at"] = None
     for v in views.values():
-        last = v.get("last_firing", v["peak"])
         v.update(severity=v["peak"]["severity"], title=v["peak"]["title"], category=v["peak"]["category"],
-                 labels=v["peak"].get("labels", {}), alerts=last.get("alerts", []),
+                 labels=v["peak"].get("labels", {}), alerts=alert_evidence(v.pop("all")),
                  info=all(x["severity"] == "info" for x in v["notes"]))
     return sorted(views.values(), key=lambda v: (v["started_at"], v["id"]))
 
 
 def _rank(n: dict) -> int:
     return {"critical": 2, "warning": 1}.get(n["severity"], 0)
-
-
-_DRIVERS = re.compile(r"(?:of it|most moved): (.*)$")
-
-
-def contributors(alerts: list[dict]) -> list[tuple[str, list[str]]]:
-    """Dimensions named in the alerts' explanations ("98% team analytics"), each with the
-    alerts that name it; strongest share first."""
-    named: dict[str, list[str]] = {}
-    for a in alerts:
-        for part in (a.get("explanation") or "").split("; "):
-            found = _DRIVERS.search(part)
-            for who in found.group(1).split(", ") if found else ():
-                if who.strip() and a["name"] not in named.setdefault(who.strip(), []):
-                    named[who.strip()].append(a["name"])
-    return sorted(named.items(), key=lambda kv: (-_share(kv[0]), -len(kv[1]), kv[0]))
-
-
-def _share(text: str) -> float:
-    found = re.match(r"(\d+)%", text)
-    return float(found.group(1)) if found else 0.0
 
 
 def render_report(notifications: list[dict], recorded: dict, summary_lines: list[str], files: list[str],

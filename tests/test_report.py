@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from gatewatch.cli import main
-from gatewatch.report import contributors, render_report
+from gatewatch.report import render_report
+from models.explain import contributors
 from models.engine import Engine
 from models.recorder import SeriesRecorder
 from tests.engine_helpers import T0, traffic

@@ -16,7 +16,6 @@ inhibition) would decide for each notification.
 from __future__ import annotations
 
 import html
-from datetime import datetime
 from pathlib import Path
 
 from gatewatch import report_plots as plots
@@ -25,6 +24,7 @@ from models.scoring import score
 
 __all__ = ["incident_views", "render_report", "mute_decisions"]
 
+MAX_TIMELINE = 150  # rows of the timeline (pages first)
 MAX_CHARTED = 60  # incidents with figures; the rest are in the tables only
 SEGMENTS_PER_INCIDENT = 3
 _DIM_ORDER = {"gateway": 0, "provider": 1, "team": 1, "app": 1, "tracing": 1, "model": 2, "key": 2}
@@ -79,12 +79,15 @@ def render_report(notifications: list[dict], recorded: dict, summary_lines: list
     decisions = mute_decisions(notifications, raw_config or {})
     views = incident_views(notifications, decisions)
     scored = score(labels, notifications) if labels is not None else None
-    end = max((plots.when(n["at"]) for n in notifications), default=None)
+    ends = [plots.when(n["at"]) for n in notifications] + [t["end"] for t in (scored.rows if scored else [])]
+    end = max(ends, default=None)
     parts = [_head(files), _cards(views, decisions, scored, summary_lines)]
     if views or labels:
+        shown = sorted(sorted(views, key=lambda v: v["info"])[:MAX_TIMELINE], key=views.index)
+        more = f" ({len(views) - len(shown)} record-only incidents left out)" if len(shown) < len(views) else ""
         parts.append(_section("Timeline", "Every incident and every notification: ▲ sent, ● updated, "
-                              "✖ suppressed (reason in the incident's log), ■ resolved.",
-                              plots.timeline_svg(views, labels or [], end or datetime.now())))
+                              f"✖ suppressed (reason in the incident's log), ■ resolved.{more}",
+                              plots.timeline_svg(shown, scored.rows if scored else [], end)))
     if scored is not None:
         parts.append(_labels_table(scored))
     parts.append(_summary_table(views, scored))

@@ -125,3 +125,18 @@ def test_recording_stays_bounded_over_a_long_replay():
     assert seg["signal"] == "error_rate" and seg["alerts"]
     assert max(p[1] for p in seg["points"] if p[1] is not None) > 0.3  # the failures are in it
     assert seg["points"][0][1] is not None and seg["points"][0][1] < 0.01  # and the calm before
+
+
+def test_a_report_of_bad_input_says_so_and_still_renders(tmp_path):
+    garbage = tmp_path / "garbage.ndjson"
+    garbage.write_bytes(b"not json\n{\"no\": \"known format\"}\n\xff\xfe\n")
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("- {start: 2026-09-14T09:00:00Z, end: 2026-09-14T09:10:00Z, category: error_rate}\n")
+    report = tmp_path / "r.html"
+    code = main(["replay", str(garbage), "--out", str(tmp_path / "n.ndjson"), "--report", str(report),
+                 "--labels", str(labels), "--quiet"])
+    assert code == 0
+    page = report.read_text()
+    assert "rejected:      3" in page and "MISSED" in page and "data-label='inc1'" in page
+    assert main(["replay", str(garbage), "--out", "-", "--report", str(report), "--labels",
+                 str(tmp_path / "missing.yaml")]) == 2

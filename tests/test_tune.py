@@ -138,3 +138,48 @@ def test_a_sweep_over_two_rule_parameters_beats_its_single_replays_per_core(tmp_
     for notes, r in zip(singles, results):  # and each setting scores what its single replay sends
         expected = score(result.labels, [json.loads(x) for x in notes.splitlines()])
         assert r.score.as_dict() == expected.as_dict() and r.notifications == len(notes.splitlines())
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory):
+    from gatewatch.simulate import simulate
+
+    out = tmp_path_factory.mktemp("sim")
+    result = simulate(out, scenario="default", hours=1, seed=5)
+    (out / "labels.yaml").write_text(yaml.safe_dump(
+        [{"start": "2026-09-14T09:00:00Z", "end": "2026-09-14T09:10:00Z", "category": "error_rate"}]))
+    return sorted(str(p) for p in out.glob("*.ndjson.gz")), out / "labels.yaml", result
+
+
+def test_tune_cli_prints_a_ranked_table_and_writes_the_best_config(small_input, tmp_path, capsys):
+    files, labels, _ = small_input
+    best = tmp_path / "best.yaml"
+    code = main(["tune", *files, "--labels", str(labels), "--sweep", "rules.RateLimitStorm.threshold=5,50",
+                 "--sweep", "rules.GatewayHigh5xxRate.for=2:4:2", "--out", str(best)])
+    assert code == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert len(rows) == 4 and "4 settings, 1 labelled incidents" in out
+    doc = yaml.safe_load(best.read_text())
+    assert set(doc["rules"]) == {"RateLimitStorm", "GatewayHigh5xxRate"}
+    assert best.read_text().startswith("# gatewatch tune: recall ")
+    Config.from_dict(doc)  # the written config loads
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sweep", "rules.Nope.threshold=1:2:1"], "no rule Nope"),
+    (["--sweep", "rules.RateLimitStorm.threshold=-5,x"], "--sweep"),
+    (["--sweep", "incidents.no_such_timing=1"], "bad setting"),
+])
+def test_tune_cli_refuses_bad_sweeps_with_exit_2(small_input, tmp_path, capsys, args, message):
+    files, labels, _ = small_input
+    assert main(["tune", *files, "--labels", str(labels), "--out", "-", "--jobs", "1", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tune_cli_refuses_bad_labels(small_input, tmp_path, capsys):
+    files, _, _ = small_input
+    bad = tmp_path / "labels.yaml"
+    bad.write_text("- {start: yesterday, end: today, category: cost}\n")
+    assert main(["tune", *files, "--labels", str(bad), "--out", "-"]) == 2
+    assert "bad time" in capsys.readouterr().err

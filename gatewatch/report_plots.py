@@ -108,16 +108,26 @@ def segment_svg(seg: dict, span: tuple[datetime, datetime], notes: list[dict], f
     scored = any(p[4] is not None for p in pts)
     fig, axes = plt.subplots(2 if scored else 1, 1, figsize=(10, 3.6 if scored else 2.8), sharex=True,
                              squeeze=False, gridspec_kw={"height_ratios": [3, 1] if scored else [1]})
-    ax = axes[0][0]
+    _value_panel(axes[0][0], seg, xs, span, notes)
+    if scored:
+        _score_panel(axes[1][0], xs, pts, fire_score)
+    _time_axis(axes[-1][0])
+    return _svg(fig)
+
+
+def _nan(v: float | None) -> float:
+    return float("nan") if v is None else v
+
+
+def _value_panel(ax, seg: dict, xs: list, span, notes: list[dict]) -> None:
+    pts = seg["points"]
     ax.axvspan(*span, color="#f5b7b1", alpha=0.35, lw=0, label="incident")
-    base = [p[2] for p in pts]
-    if any(b is not None for b in base):
-        lo_hi = [(b, e) if b is not None and e is not None else (float("nan"),) * 2 for b, e in
-                 ((p[2], p[3]) for p in pts)]
-        ax.fill_between(xs, [a for a, _ in lo_hi], [b for _, b in lo_hi], color="#5dade2", alpha=0.2,
-                        lw=0, label="normal band (last hour → material change)")
-        ax.plot(xs, [float("nan") if b is None else b for b in base], "--", color="#2e86c1", lw=1, label="baseline")
-    ax.plot(xs, [float("nan") if p[1] is None else p[1] for p in pts], color="#1c2833", lw=1.4, label="value")
+    if any(p[2] is not None for p in pts):
+        banded = [p[2] is not None and p[3] is not None for p in pts]
+        ax.fill_between(xs, [_nan(p[2]) for p in pts], [_nan(p[3]) for p in pts], where=banded,
+                        color="#5dade2", alpha=0.2, lw=0, label="normal band (last hour → material change)")
+        ax.plot(xs, [_nan(p[2]) for p in pts], "--", color="#2e86c1", lw=1, label="baseline")
+    ax.plot(xs, [_nan(p[1]) for p in pts], color="#1c2833", lw=1.4, label="value")
     for i, (name, values) in enumerate(sorted(seg["alerts"].items())):
         thr = [(_minute(m), t) for m, _, t in values if t is not None]
         if thr:
@@ -127,15 +137,14 @@ def segment_svg(seg: dict, span: tuple[datetime, datetime], notes: list[dict], f
         ax.axvline(when(note["at"]), color=SEVERITY_COLOR[note["severity"]], lw=0.8, alpha=0.7)
     ax.yaxis.set_major_formatter(_fmt(seg["signal"]))
     ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=3)
-    if scored:
-        sx = axes[1][0]
-        sx.fill_between(xs, [p[4] or 0.0 for p in pts], color="#8e44ad", alpha=0.5, lw=0, step="post")
-        if fire_score is not None:
-            sx.axhline(fire_score, color="#6c3483", ls="--", lw=0.8)
-        sx.set_ylim(0, 1)
-        sx.set_ylabel("anomaly\nscore", fontsize=8)
-    _time_axis(axes[-1][0])
-    return _svg(fig)
+
+
+def _score_panel(ax, xs: list, pts: list, fire_score: float | None) -> None:
+    ax.fill_between(xs, [p[4] or 0.0 for p in pts], color="#8e44ad", alpha=0.5, lw=0, step="post")
+    if fire_score is not None:
+        ax.axhline(fire_score, color="#6c3483", ls="--", lw=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("anomaly\nscore", fontsize=8)
 
 
 def busiest_svg(series: list[dict], spans: list[tuple[datetime, datetime, str]]) -> str:

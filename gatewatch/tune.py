@@ -161,7 +161,10 @@ def run_settings(paths: list[str], base: dict, grid: list[dict], labels: list, j
     args = [(doc, s, labels, no_models) for doc, s in zip(docs, grid)]
     if jobs == 1:
         _load(paths, cache_events)
-        return [_run_one(*a) for a in args]
+        try:
+            return [_run_one(*a) for a in args]
+        finally:
+            _INPUT.clear()  # do not keep the parsed input alive in this process
     with ProcessPoolExecutor(max_workers=jobs, initializer=_load, initargs=(paths, cache_events)) as pool:
         return list(pool.map(_run_one, *zip(*args)))
 

@@ -126,6 +126,26 @@ class Progress:
             self.stream.write("\n")
 
 
+class NotificationTap:
+    """A ``replay`` output that keeps the notifications written to it, passing them on to
+    ``out`` when given one (the report reads them back; ``tune`` scores them)."""
+
+    def __init__(self, out: IO[bytes] | None = None) -> None:
+        self.out, self.lines = out, []
+
+    def write(self, data: bytes) -> None:
+        self.lines.append(data)
+        if self.out is not None:
+            self.out.write(data)
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+
+    def notifications(self) -> list[dict]:
+        return [orjson.loads(x) for x in b"".join(self.lines).splitlines() if x.strip()]
+
+
 def merged_events(paths: list[str], on_reject: RejectLog, summary: Summary) -> Iterator[Event]:
     """Every file's events merged by event time, requests seen twice dropped (counted)."""
     merged = heapq.merge(*(file_events(p, on_reject, i) for i, p in enumerate(paths)))

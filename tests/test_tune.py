@@ -183,3 +183,13 @@ def test_tune_cli_refuses_bad_labels(small_input, tmp_path, capsys):
     bad.write_text("- {start: yesterday, end: today, category: cost}\n")
     assert main(["tune", *files, "--labels", str(bad), "--out", "-"]) == 2
     assert "bad time" in capsys.readouterr().err
+
+
+def test_an_input_larger_than_the_cache_is_re_read_with_the_same_results(small_input):
+    files, labels, _ = small_input
+    grid = [{}, {"rules.RateLimitStorm.threshold": 3}]
+    cached = run_settings(files, {}, grid, parse_labels(yaml.safe_load(labels.read_text())), jobs=1)
+    streamed = run_settings(files, {}, grid, parse_labels(yaml.safe_load(labels.read_text())), jobs=1,
+                            cache_events=10)
+    assert [(r.score.as_dict(), r.notifications) for r in cached] == \
+        [(r.score.as_dict(), r.notifications) for r in streamed]

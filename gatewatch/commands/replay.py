@@ -69,7 +69,7 @@ def build_engine(config, no_models: bool = False, no_rules: bool = False):
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatewatch.replay import replay
+    from gatewatch.replay import NotificationTap, replay
 
     problem = check_inputs(args.files)
     if problem:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         engine.recorder = SeriesRecorder()
     out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
     if args.report:
-        out = KeepLines(out)
+        out = NotificationTap(out)
     rejects = open(args.rejects, "wb") if args.rejects else None
     try:
         summary = replay(args.files, out, engine=engine, rejects=rejects, speed=args.speed,
@@ -112,25 +112,6 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         write_report(args, config, engine, out.notifications(), summary, labels)
     return 0
-
-
-class KeepLines:
-    """The notifications file, keeping a copy of what is written for the report."""
-
-    def __init__(self, out) -> None:
-        self.out, self.lines = out, []
-
-    def write(self, data: bytes) -> None:
-        self.lines.append(data)
-        self.out.write(data)
-
-    def close(self) -> None:
-        self.out.close()
-
-    def notifications(self) -> list[dict]:
-        import orjson
-
-        return [orjson.loads(x) for x in b"".join(self.lines).splitlines() if x.strip()]
 
 
 def write_report(args, config, engine, notifications, summary, labels) -> None:

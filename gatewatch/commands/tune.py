@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="tuned.yaml", metavar="FILE",
                    help="where the best configuration goes (default tuned.yaml; '-' = do not write)")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes (default 2)")
+    p.add_argument("--cache-events", type=int, default=None, metavar="N",
+                   help="parsed events each worker keeps in memory (default 500000, ~0.9 KB each); "
+                        "a larger input is re-read for each setting")
     p.add_argument("--no-models", action="store_true", help="rules only: switch the online anomaly models off")
     p.add_argument("--top", type=int, default=20, metavar="N", help="rows of the ranked table (default 20)")
     p.add_argument("--json", action="store_true", help="print the ranked results as JSON lines instead")
@@ -76,7 +79,7 @@ def table(results, top: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatewatch.tune import MAX_SETTINGS, best_yaml, parse_sweep, ranked, run_settings, settings
+    from gatewatch.tune import CACHE_EVENTS, MAX_SETTINGS, best_yaml, parse_sweep, ranked, run_settings, settings
 
     problem = check_inputs([*args.files, args.labels])
     if problem:
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     t0 = time.perf_counter()
     try:
-        results = run_settings(args.files, config.raw, grid, labels, jobs=args.jobs, no_models=args.no_models)
+        results = run_settings(args.files, config.raw, grid, labels, jobs=args.jobs, no_models=args.no_models,
+                               cache_events=args.cache_events or CACHE_EVENTS)
     except (TypeError, ValueError) as e:
         print(f"gatewatch tune: bad setting: {e}", file=sys.stderr)
         return 2

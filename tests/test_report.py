@@ -114,9 +114,10 @@ def test_contributors_are_merged_across_alerts_strongest_first():
 def test_recording_stays_bounded_over_a_long_replay():
     engine = Engine()
     engine.recorder = rec = SeriesRecorder(pre=30, overview_points=50, max_segments=2)
+    notes = []
     for ev in traffic(600, 20, start=T0) + traffic(30, 40, start=T0 + 600 * 60, fail_every=2):
-        engine.process(ev)
-    engine.finish()
+        notes += engine.process(ev)
+    notes += engine.finish()
     data = rec.export()
     assert all(len(ring) <= 30 for ring in rec.rings.values())
     assert all(len(s["bins"]) <= 50 for s in data["busiest"]) and data["busiest"][0]["width"] >= 8
@@ -140,3 +141,7 @@ def test_a_report_of_bad_input_says_so_and_still_renders(tmp_path):
     assert "rejected:      3" in page and "MISSED" in page and "data-label='inc1'" in page
     assert main(["replay", str(garbage), "--out", "-", "--report", str(report), "--labels",
                  str(tmp_path / "missing.yaml")]) == 2
+    # rules only (no anomaly models): the figures have no score panel, and still render
+    page = render_report(notes, data, [], ["synthetic"], fire_score=None)
+    assert page.count("<figure>") == len(data["segments"]) and "anomaly\nscore" not in page
+    assert page.count("<svg") == 2 + len(data["segments"])  # timeline, busiest series, segments

@@ -60,9 +60,10 @@ def pick(notes: list[dict], wanted: str) -> tuple[str | None, list[str]]:
 
 
 def _pct(category: str, v: Any) -> str:
+    """Shares as percentages (a rate-limit rule counts calls, its anomaly model a share)."""
     if v is None:
         return "n/a"
-    if category in ("error_rate", "cache", "tracing", "budget") and abs(v) <= 1.5:
+    if category in ("error_rate", "cache", "tracing", "budget", "rate_share") and abs(v) <= 1.5:
         return f"{v:.1%}"
     if category == "latency":
         return f"{v:.2f} s"
@@ -96,6 +97,8 @@ def render(notes: list[dict]) -> list[str]:
 
 def _alert_lines(a: dict) -> list[str]:
     cat = a.get("category", "")
+    if cat == "rate_limit" and a.get("detector") == "anomaly":
+        cat = "rate_share"
     where = ", ".join(f"{k}={v}" for k, v in sorted((a.get("labels") or {}).items())) or "gateway"
     score = f", anomaly score {a['score']:.2f}" if a.get("score") is not None else ""
     ended = f" until {a['ended_at'][11:16]}" if a.get("ended_at") else ""

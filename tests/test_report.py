@@ -15,8 +15,8 @@ import pytest
 
 from gatewatch.cli import main
 from gatewatch.report import render_report
-from models.explain import contributors
 from models.engine import Engine
+from models.explain import contributors
 from models.recorder import SeriesRecorder
 from tests.engine_helpers import T0, traffic
 from tests.shared_data import needs_shared, scenarios
@@ -126,6 +126,10 @@ def test_recording_stays_bounded_over_a_long_replay():
     assert seg["signal"] == "error_rate" and seg["alerts"]
     assert max(p[1] for p in seg["points"] if p[1] is not None) > 0.3  # the failures are in it
     assert seg["points"][0][1] is not None and seg["points"][0][1] < 0.01  # and the calm before
+    # rules only (no anomaly models): the figures have no score panel, and still render
+    page = render_report(notes, data, [], ["synthetic"], fire_score=None)
+    assert page.count("<figure>") == len(data["segments"])
+    assert page.count("<svg") == 2 + len(data["segments"])  # timeline, busiest series, segments
 
 
 def test_a_report_of_bad_input_says_so_and_still_renders(tmp_path):
@@ -141,7 +145,3 @@ def test_a_report_of_bad_input_says_so_and_still_renders(tmp_path):
     assert "rejected:      3" in page and "MISSED" in page and "data-label='inc1'" in page
     assert main(["replay", str(garbage), "--out", "-", "--report", str(report), "--labels",
                  str(tmp_path / "missing.yaml")]) == 2
-    # rules only (no anomaly models): the figures have no score panel, and still render
-    page = render_report(notes, data, [], ["synthetic"], fire_score=None)
-    assert page.count("<figure>") == len(data["segments"])
-    assert page.count("<svg") == 2 + len(data["segments"])  # timeline, busiest series, segments

@@ -79,7 +79,8 @@ def table(results, top: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatewatch.tune import CACHE_EVENTS, MAX_SETTINGS, best_yaml, parse_sweep, ranked, run_settings, settings
+    from gatewatch.tune import (CACHE_EVENTS, MAX_SETTINGS, best_yaml, parse_sweep, ranked, run_settings,
+                                settings)
 
     problem = check_inputs([*args.files, args.labels])
     if problem:

@@ -83,24 +83,33 @@ def render_report(notifications: list[dict], recorded: dict, summary_lines: list
     end = max(ends, default=None)
     parts = [_head(files), _cards(views, decisions, scored, summary_lines)]
     if views or labels:
-        shown = sorted(sorted(views, key=lambda v: v["info"])[:MAX_TIMELINE], key=views.index)
-        more = f" ({len(views) - len(shown)} record-only incidents left out)" if len(shown) < len(views) else ""
-        parts.append(_section("Timeline", "Every incident and every notification: ▲ sent, ● updated, "
-                              f"✖ suppressed (reason in the incident's log), ■ resolved.{more}",
-                              plots.timeline_svg(shown, scored.rows if scored else [], end)))
+        parts.append(_timeline(views, scored, end))
     if scored is not None:
         parts.append(_labels_table(scored))
     parts.append(_summary_table(views, scored))
-    charted = [v for v in views if not v["info"]][:MAX_CHARTED]
+    charted = {v["id"] for v in [v for v in views if not v["info"]][:MAX_CHARTED]}
     segments = recorded.get("segments", [])
-    parts += [_incident(v, segments, end, fire_score, v in charted) for v in views]
+    parts += [_incident(v, segments, end, fire_score, v["id"] in charted) for v in views]
     if recorded.get("busiest"):
-        spans = [(plots.when(v["started_at"]), plots.when(v["resolved_at"]) if v["resolved_at"] else end,
-                  v["severity"]) for v in views if not v["info"]]
-        parts.append(_section("Busiest series", "Requests per minute and error rate of the series with the "
-                              "most calls; incidents shaded.", plots.busiest_svg(recorded["busiest"], spans)))
+        parts.append(_busiest(recorded["busiest"], views, end))
     parts.append(_foot())
     return "\n".join(parts)
+
+
+def _timeline(views: list[dict], scored, end) -> str:
+    order = {v["id"]: i for i, v in enumerate(views)}
+    shown = sorted(sorted(views, key=lambda v: v["info"])[:MAX_TIMELINE], key=lambda v: order[v["id"]])
+    more = f" ({len(views) - len(shown)} record-only incidents left out)" if len(shown) < len(views) else ""
+    return _section("Timeline", "Every incident and every notification: ▲ sent, ● updated, "
+                    f"✖ suppressed (reason in the incident's log), ■ resolved.{more}",
+                    plots.timeline_svg(shown, scored.rows if scored else [], end))
+
+
+def _busiest(busiest: list[dict], views: list[dict], end) -> str:
+    spans = [(plots.when(v["started_at"]), plots.when(v["resolved_at"]) if v["resolved_at"] else end,
+              v["severity"]) for v in views if not v["info"]]
+    return _section("Busiest series", "Requests per minute and error rate of the series with the most calls; "
+                    "incidents shaded.", plots.busiest_svg(busiest, spans))
 
 
 def _head(files: list[str]) -> str:

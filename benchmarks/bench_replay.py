@@ -19,7 +19,7 @@ How each figure is measured (the machine is shared, so everything is a ratio wit
   combinations (N keys, N/10 teams, 20 models, 5 providers), each with one request a minute for
   ``SERIES_MINUTES`` minutes; bytes per active series = tracemalloc peak of the engine / N
   (exact Python-heap figure; the RSS delta is shown too, it rounds small runs to 0).
-* **detection latency**: ``gatewatch.demo.match(labels, notifications)`` on the notifications
+* **detection latency**: ``models.scoring.score(labels, notifications)`` on the notifications
   of the throughput replays: log time from each labelled incident's start to its first page.
 """
 
@@ -170,7 +170,7 @@ def _generate(out: Path, scenario: str, hours: float | None = None, incidents: s
 def run_all(scenario_dir: str | None = None, stream_dir: str | None = None, generate: str | None = None,
             rounds: int = 3, with_models: bool = False, scale: bool = True, series: bool = True,
             work_dir: str | None = None, log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> dict:
-    from gatewatch.demo import match
+    from models.scoring import score
 
     work = Path(work_dir or tempfile.mkdtemp(prefix="gatewatch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,7 @@ def run_all(scenario_dir: str | None = None, stream_dir: str | None = None, gene
         if labels_file.exists():
             labels = json.loads(labels_file.read_text())
             notes = [json.loads(x) for x in Path(notes_path).read_bytes().splitlines() if x.strip()]
-            for row in match(labels, notes):
+            for row in score(labels, notes).rows:
                 results["latency"].append({"input": name, "category": row["category"], "id": row.get("id"),
                                            "detected": row["detected"], "delay_s": row["delay_s"]})
     if scale:

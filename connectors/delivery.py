@@ -17,12 +17,11 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Awaitable, Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence
 
 from connectors.outbox import HistoryLog, MemoryOutbox, MemoryStateStore, Outbox, StateStore
 from models.silences import (DEFAULT_INHIBIT_RULES, ActiveIncidents, Decision, InhibitRule, Send,
-                             Silence, Suppressed, decide_mute, parse_time)
+                             Silence, Suppressed, mute)
 
 __all__ = ["Outcome", "Sink", "RetryPolicy", "Delivery", "DrainReport", "idempotency_key"]
 
@@ -133,15 +132,7 @@ class Delivery:
         return decision
 
     def _mute(self, n: dict[str, Any]) -> Decision:
-        now: datetime = parse_time(n.get("at") or n.get("started_at"))
-        decision = decide_mute(n, now, self._silences(), self.inhibit_rules, self.active)
-        self.active.observe(n)
-        incident = str(n.get("incident"))
-        if isinstance(decision, Send):
-            self.active.notified.add(incident)
-        if n.get("status") == "resolved":
-            self.active.forget(incident)
-        return decision
+        return mute(n, self._silences(), self.inhibit_rules, self.active)
 
     def _suppress(self, n: Mapping[str, Any], key: str, decision: Suppressed) -> Suppressed:
         self._record(n, key, "suppressed", reason=decision.reason, by=decision.by or None,
@@ -214,5 +205,8 @@ class Delivery:
         record = {"event": event, "key": key, "incident": n.get("incident"), "seq": n.get("seq"),
                   "status": n.get("status"), "severity": n.get("severity"), "category": n.get("category"),
                   "title": n.get("title"), "at": n.get("at")}
+        if event in ("sent", "suppressed"):  # the evidence, for `gatewatch explain` (once per outcome)
+            record.update(notification_reason=n.get("reason"), started_at=n.get("started_at"), labels=n.get("labels"),
+                          alerts=n.get("alerts"))
         record.update({k: v for k, v in extra.items() if v is not None})
         self.history.append(record)

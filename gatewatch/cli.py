@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "incidents": "gatewatch.commands.incidents",
     "deliver": "gatewatch.commands.deliver",
     "bench": "gatewatch.commands.bench",
+    "tune": "gatewatch.commands.tune",
+    "explain": "gatewatch.commands.explain",
 }
 
 # One-line descriptions, kept here so `gatewatch --help` does not import every module.
@@ -36,6 +38,8 @@ SUMMARIES: dict[str, str] = {
     "incidents": "list recent incidents and their notification timeline",
     "deliver": "deliver a notifications file to Slack/webhooks through the durable outbox",
     "bench": "measure throughput, latency and memory; print a table",
+    "tune": "replay historic logs under each setting of a sweep, score against labelled incidents, rank",
+    "explain": "explain one incident: its alerts, evidence, baseline and contributors",
 }
 
 

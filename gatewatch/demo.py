@@ -1,17 +1,10 @@
 """The demo: a simulated day of gateway traffic with incidents, replayed, shown readably.
 
-Also the small matcher the demo uses to say which labelled incidents were caught: the
-same rule as the shared scorer (an incident of the labelled category whose first page
-falls within [start - 2 min, end + 10 min]); info notifications are not pages.
+Which labelled incidents were caught is decided by ``models.scoring`` (the shared
+scorer's rule).
 """
 
 from __future__ import annotations
-
-from datetime import datetime, timedelta
-
-
-def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def incidents_of(notifications: list[dict]) -> dict[str, dict]:
@@ -25,18 +18,6 @@ def incidents_of(notifications: list[dict]) -> dict[str, dict]:
         inc["messages"] += 1
         inc["cats"] |= {n["category"], *(a["category"] for a in n["alerts"])}
     return out
-
-
-def match(labels: dict, notifications: list[dict]) -> list[dict]:
-    pages = incidents_of([n for n in notifications if n["status"] == "firing" and n["severity"] != "info"])
-    rows = []
-    for truth in labels.get("incidents", []):
-        lo = _ts(truth["start"]) - timedelta(minutes=2)
-        hi = _ts(truth["end"]) + timedelta(minutes=10)
-        hits = [i for i in pages.values() if truth["category"] in i["cats"] and lo <= _ts(i["first"]["at"]) <= hi]
-        delay = min(((_ts(i["first"]["at"]) - _ts(truth["start"])).total_seconds() for i in hits), default=None)
-        rows.append({**truth, "detected": bool(hits), "delay_s": delay})
-    return rows
 
 
 def render(notifications: list[dict]) -> str:

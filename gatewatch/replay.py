@@ -126,6 +126,37 @@ class Progress:
             self.stream.write("\n")
 
 
+class NotificationTap:
+    """A ``replay`` output that keeps the notifications written to it, passing them on to
+    ``out`` when given one (the report reads them back; ``tune`` scores them)."""
+
+    def __init__(self, out: IO[bytes] | None = None) -> None:
+        self.out, self.lines = out, []
+
+    def write(self, data: bytes) -> None:
+        self.lines.append(data)
+        if self.out is not None:
+            self.out.write(data)
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+
+    def notifications(self) -> list[dict]:
+        return [orjson.loads(x) for x in b"".join(self.lines).splitlines() if x.strip()]
+
+
+def merged_events(paths: list[str], on_reject: RejectLog, summary: Summary) -> Iterator[Event]:
+    """Every file's events merged by event time, requests seen twice dropped (counted)."""
+    merged = heapq.merge(*(file_events(p, on_reject, i) for i, p in enumerate(paths)))
+    duplicate = Deduper().duplicate
+    for _, _, _, ev in merged:
+        if ev.kind == REQUEST and duplicate(ev):  # only requests are deduplicated
+            summary.duplicates += 1
+            continue
+        yield ev
+
+
 def replay(
     paths: Iterable[str],
     out: IO[bytes],
@@ -134,13 +165,15 @@ def replay(
     speed: float | None = None,
     progress: bool = False,
     engine: Engine | None = None,
+    events: Iterable[Event] | None = None,
 ) -> Summary:
+    """Replay ``paths`` (or an already merged ``events`` stream of them) into ``out``."""
     paths = list(paths)
     summary = Summary(files=len(paths))
     engine = engine or Engine(config)
-    on_reject = RejectLog(summary, rejects)
-    merged = heapq.merge(*(file_events(p, on_reject, i) for i, p in enumerate(paths)))
-    dedup, pacer, bar = Deduper(), Pacer(speed), Progress(progress)
+    if events is None:
+        events = merged_events(paths, RejectLog(summary, rejects), summary)
+    pacer, bar = Pacer(speed), Progress(progress)
     t0 = time.perf_counter()
 
     def emit(notes: list[dict]) -> None:
@@ -149,16 +182,13 @@ def replay(
         summary.notifications += len(notes)
 
     n = 0
-    process, duplicate, paced = engine.process, dedup.duplicate, bool(speed)
-    for ts, _, _, ev in merged:
-        if ev.kind == REQUEST and duplicate(ev):  # only requests are deduplicated
-            summary.duplicates += 1
-            continue
+    process, paced = engine.process, bool(speed)
+    for ev in events:
         n += 1
         if n & 0x3FFF == 0:
-            bar.tick(n, ts)
+            bar.tick(n, ev.ts)
         if paced:
-            pacer.wait(ts)
+            pacer.wait(ev.ts)
         notes = process(ev)
         if notes:
             emit(notes)

@@ -31,6 +31,10 @@ def series_labels(dim: str, value: str) -> dict[str, str]:
 
 
 class Engine:
+    # replay --report: an object with .on_minute(engine, minute). A class attribute, so that
+    # snapshots pickled before it existed restore with it off.
+    recorder = None
+
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.rules_by_dim: dict[str, list[Rule]] = defaultdict(list)
@@ -171,6 +175,8 @@ class Engine:
                 self._judge(rule, key, w, minute, now)
         for det in self.extra_detectors:
             det.on_minute(self, minute)
+        if self.recorder is not None:
+            self.recorder.on_minute(self, minute)
         self.closed_minute = minute
         return self.incidents.flush(now)
 

@@ -16,6 +16,7 @@ anomaly models after the rules ran for the minute); a budget alert gets its fore
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from models.signals import BASELINE, BY_NAME, FOR_CATEGORY, WINDOW, Signal
@@ -150,3 +151,39 @@ def refresh_rule_explanations(engine, minute: int) -> None:
         for a in inc.firing():
             if a.detector == "rule":
                 a.explanation = explain_rule(engine, a, now) or a.explanation
+
+
+_NAMED = re.compile(r"(?:of it|most moved): (.*)$")
+
+
+def contributors(alerts: list[dict]) -> list[tuple[str, list[str]]]:
+    """The dimensions the alerts' explanations name ("98% team analytics"), each with the
+    alerts (notification dicts) that name it; strongest share first."""
+    named: dict[str, list[str]] = {}
+    for a in alerts:
+        for part in (a.get("explanation") or "").split("; "):
+            found = _NAMED.search(part)
+            for who in found.group(1).split(", ") if found else ():
+                who = who.strip()
+                if who and a["name"] not in named.setdefault(who, []):
+                    named[who].append(a["name"])
+    return sorted(named.items(), key=lambda kv: (-_share(kv[0]), -len(kv[1]), kv[0]))
+
+
+def _share(text: str) -> float:
+    found = re.match(r"(\d+)%", text)
+    return float(found.group(1)) if found else 0.0
+
+
+def alert_evidence(notifications: list[dict]) -> list[dict]:
+    """Each alert of an incident's notifications at its last *firing* reading (a resolved
+    message carries the calm values), with when it ended if it did."""
+    best: dict[tuple, dict] = {}
+    for n in notifications:
+        for a in n.get("alerts") or ():
+            k = (a.get("name"), tuple(sorted((a.get("labels") or {}).items())))
+            if a.get("status", "firing") == "firing" or k not in best:
+                best[k] = dict(a)
+            else:
+                best[k].update(status=a["status"], ended_at=a.get("ended_at"))
+    return list(best.values())

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 __all__ = [
     "Matcher", "Silence", "InhibitRule", "Send", "Suppressed", "Decision", "ActiveIncidents",
-    "DEFAULT_INHIBIT_RULES", "parse_matcher", "label_set", "decide_mute", "parse_time",
+    "DEFAULT_INHIBIT_RULES", "parse_matcher", "label_set", "decide_mute", "mute", "parse_time",
 ]
 
 _OPS = ("=~", "!~", "!=", "=")  # longest first, so "=~" is not read as "="
@@ -243,3 +243,19 @@ def decide_mute(notification: Mapping[str, Any], now: datetime, silences: Iterab
     if decision is None and resolved and incident not in active.notified:
         decision = Suppressed("unnotified_resolve", detail="no firing notification of it was sent")
     return decision or Send()
+
+
+def mute(notification: Mapping[str, Any], silences: Iterable[Silence], rules: Iterable[InhibitRule],
+         active: ActiveIncidents) -> Decision:
+    """The mute stage for the next notification in order: decide at its own event time, then
+    record it in ``active`` (a possible inhibition source; notified or not; forgotten once
+    resolved). The delivery pipeline and the replay report both go through here."""
+    now = parse_time(notification.get("at") or notification.get("started_at"))
+    decision = decide_mute(notification, now, silences, rules, active)
+    active.observe(notification)
+    incident = str(notification.get("incident"))
+    if isinstance(decision, Send):
+        active.notified.add(incident)
+    if notification.get("status") == "resolved":
+        active.forget(incident)
+    return decision

@@ -21,9 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gatewatch.commands.replay import build_engine
     from gatewatch.config import load_config
-    from gatewatch.demo import match, render
+    from gatewatch.demo import render
     from gatewatch.replay import replay
     from gatewatch.simulate import simulate
+    from models.scoring import score
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="gatewatch-demo-"))
     logs = base / "logs"
@@ -39,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
     notifications = [json.loads(line) for line in notifs_path.read_bytes().splitlines() if line.strip()]
     print()
     print(render(notifications))
-    rows = match(result.labels, notifications)
+    rows = score(result.labels, notifications).rows
     print("Labelled incidents in the simulated day:")
     for r in rows:
         status = f"caught after {r['delay_s'] / 60:.0f} min" if r["detected"] else "MISSED"
-        print(f"  {r['start'][11:16]}  {r['category']:13} {json.dumps(r['labels'])[:40]:42} {status}")
+        print(f"  {r['start']:%H:%M}  {r['category']:13} {json.dumps(r['labels'])[:40]:42} {status}")
     print()
     for line in summary.lines():
         print(line)

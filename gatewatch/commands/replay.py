@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rejects", metavar="FILE", help="keep every rejected line here with its reason (NDJSON)")
     p.add_argument("--no-models", action="store_true", help="rules only: switch the online anomaly models off")
     p.add_argument("--no-rules", action="store_true", help="models only: switch the threshold rules off")
+    p.add_argument("--report", metavar="REPORT.html",
+                   help="also write one self-contained HTML report: timeline, incidents with their metrics, "
+                        "busiest series (opens offline)")
+    p.add_argument("--labels", metavar="LABELS",
+                   help="with --report: labelled incidents (labels.json or YAML) to mark caught and missed")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -64,7 +69,7 @@ def build_engine(config, no_models: bool = False, no_rules: bool = False):
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatewatch.replay import replay
+    from gatewatch.replay import NotificationTap, replay
 
     problem = check_inputs(args.files)
     if problem:
@@ -75,18 +80,49 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"gatewatch replay: {e}", file=sys.stderr)
         return 2
+    labels = None
+    if args.labels:
+        from gatewatch.commands.tune import load_labels
+
+        try:
+            labels = load_labels(args.labels)
+        except (OSError, ValueError) as e:
+            print(f"gatewatch replay: --labels {args.labels}: {e}", file=sys.stderr)
+            return 2
     engine = build_engine(config, args.no_models, args.no_rules)
+    if args.report:
+        from models.recorder import SeriesRecorder
+
+        engine.recorder = SeriesRecorder()
     out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
+    if args.report:
+        out = NotificationTap(out)
     rejects = open(args.rejects, "wb") if args.rejects else None
     try:
         summary = replay(args.files, out, engine=engine, rejects=rejects, speed=args.speed,
                          progress=not args.quiet and sys.stderr.isatty())
     finally:
-        if out is not sys.stdout.buffer:
+        if args.out != "-":
             out.close()
         if rejects:
             rejects.close()
     if not args.quiet:
         for line in summary.lines():
             print(line, file=sys.stderr if args.out == "-" else sys.stdout)
+    if args.report:
+        write_report(args, config, engine, out.notifications(), summary, labels)
     return 0
+
+
+def write_report(args, config, engine, notifications, summary, labels) -> None:
+    from gatewatch.report import render_report
+
+    fire_score = None
+    for det in engine.extra_detectors:
+        fire_score = getattr(det, "fire_score", fire_score)
+    page = render_report(notifications, engine.recorder.export(), summary.lines(), args.files,
+                         raw_config=config.raw, labels=labels, fire_score=fire_score)
+    with open(args.report, "w", encoding="utf-8") as f:
+        f.write(page)
+    if not args.quiet:
+        print(f"report:        {args.report}", file=sys.stderr if args.out == "-" else sys.stdout)

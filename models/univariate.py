@@ -42,8 +42,9 @@ How it works, and why each part is there:
    ``max_protect`` points in a row, after which the new regime is accepted.
 
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
-missing timestamp only disables the seasonal forecasters for that point. State is ~35
-floats plus two float arrays (24 + 168 slots): O(1) memory, about 3.5 KB pickled per series.
+missing timestamp only disables the seasonal forecasters for that point. State is ~25
+floats plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
+2.3 KB in memory per detector.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ from datetime import datetime, timezone
 
 __all__ = ["UnivariateDetector"]
 
-# seasonal profiles as (period, slot length) in seconds: hour of day, hour of week
+# seasonal profiles as (period, slot length) in seconds: hour of day, hour of week; their
+# slots are kept one after the other in one float array
 _SEASONS = ((86400.0, 3600.0), (604800.0, 3600.0))
+_FIRST_SLOT = (0, 24)
+_ALL_SLOTS = 24 + 168
 _EPOCH_MONDAY = 3 * 86400.0  # 1970-01-01 was a Thursday
 _LN10 = math.log(10.0)
 
@@ -104,6 +108,13 @@ class UnivariateDetector:
 
     VERSION = 3  # 3: daily + weekly profiles, shift channel, score hold
 
+    # slots, and float arrays rather than lists: ~1.5 KB in memory per detector
+    __slots__ = ("warmup", "clip", "zcap", "sd_floor", "protect", "max_protect", "cap_slack",
+                 "cap_routine", "seed", "a_fast", "a_slow", "a_mad", "a_season", "a_long", "a_shift",
+                 "peak_decay", "hold_decay", "n", "last_t", "step", "fast", "fast_mad", "slow",
+                 "slow_mad", "shift", "season", "season_mad", "long_mean", "long_var", "cap_rate",
+                 "peak", "held", "protect_run")
+
     def __init__(
         self,
         warmup: int = 150,
@@ -138,11 +149,11 @@ class UnivariateDetector:
         self.hold_decay = 0.5 ** (1.0 / hold_halflife)
         self.n, self.last_t, self.step = 0, None, None
         self.fast = self.fast_mad = self.slow = self.slow_mad = self.shift = 0.0
-        # float arrays, NaN = slot not seen yet: 8 bytes a slot instead of a 32-byte float object
-        self.season = [array("d", [math.nan]) * int(period // slot) for period, slot in _SEASONS]
-        self.season_mad = [0.0] * len(_SEASONS)
+        # NaN = slot not seen yet; 8 bytes a slot instead of a 32-byte float object
+        self.season = array("d", [math.nan]) * _ALL_SLOTS
+        self.season_mad = array("d", [0.0]) * len(_SEASONS)
         # per evidence channel: [one-step surprise, its short mean, distance from the slow level]
-        self.long_mean, self.long_var, self.cap_rate = [0.0] * 3, [0.0] * 3, [0.0] * 3
+        self.long_mean, self.long_var, self.cap_rate = (array("d", [0.0]) * 3 for _ in range(3))
         self.peak = self.held = 0.0
         self.protect_run = 0
 
@@ -198,15 +209,15 @@ class UnivariateDetector:
             return None
         if isinstance(t, datetime) and t.utcoffset():
             ts += t.utcoffset().total_seconds()  # local hour of day and day of week
-        return [int((ts + _EPOCH_MONDAY) % period // slot) if self.step <= slot else None
-                for period, slot in _SEASONS]
+        return [first + int((ts + _EPOCH_MONDAY) % period // slot) if self.step <= slot else None
+                for first, (period, slot) in zip(_FIRST_SLOT, _SEASONS)]
 
     def _surprise(self, x: float, slots: list[int | None] | None) -> float:
         """Signed residual of the forecaster with the lowest running error, in its sigmas."""
         forecast, mad = self.fast, self.fast_mad
-        for profile, profile_mad, slot in zip(self.season, self.season_mad, slots or ()):
-            if slot is not None and profile_mad < mad and not math.isnan(profile[slot]):
-                forecast, mad = self.slow + profile[slot], profile_mad
+        for profile_mad, slot in zip(self.season_mad, slots or ()):
+            if slot is not None and profile_mad < mad and not math.isnan(self.season[slot]):
+                forecast, mad = self.slow + self.season[slot], profile_mad
         return (x - forecast) / self._sigma(mad)
 
     def _bits(self, evidence: tuple[float, ...]) -> float:
@@ -282,24 +293,25 @@ class UnivariateDetector:
         return level, mad + self._rate(self.a_mad, self.n) * (min(abs(r), bound) - mad)
 
     def _learn_season(self, k: int, x: float, slot: int) -> None:
-        profile, mad = self.season[k], self.season_mad[k]
-        offset, r = profile[slot], x - self.slow
+        """Profile ``k``'s offset from the slow level at ``slot`` (an index into ``season``)."""
+        mad, offset, r = self.season_mad[k], self.season[slot], x - self.slow
         if math.isnan(offset):
-            profile[slot] = r
+            self.season[slot] = r
             self.season_mad[k] = max(mad, 2.0 * self.fast_mad)  # earn trust first
             return
         bound = self.clip * self._sigma(mad)
-        profile[slot] = offset + self.a_season * _clip(r - offset, bound)
+        self.season[slot] = offset + self.a_season * _clip(r - offset, bound)
         self.season_mad[k] = mad + self.a_mad * (min(abs(r - offset), bound) - mad)
 
     # -- persistence -------------------------------------------------------------------
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "version": self.VERSION}
+        return {**{k: getattr(self, k) for k in self.__slots__}, "version": self.VERSION}
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         version = state.pop("version", None)
         if version != self.VERSION:
             raise ValueError(f"UnivariateDetector state version {version!r}, expected {self.VERSION}")
-        self.__dict__.update(state)
+        for k, v in state.items():
+            setattr(self, k, v)

@@ -23,7 +23,7 @@ from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
 from models.windows import STEP, Bucket, SeriesWindow
 
-DIMS = ("gateway", "provider", "model", "team", "key", "app", "tracing", "gauge")
+DIMS = ("gateway", "provider", "model", "team", "key", "app", "tracing", "gauge", "team_model")
 _LABELLED = {"provider", "model", "team", "key", "app"}
 
 def series_labels(dim: str, value: str) -> dict[str, str]:
@@ -140,6 +140,8 @@ class Engine:
                 for dim, value in (("provider", provider), ("model", model), ("team", team), ("key", key_alias)):
                     if value:
                         self._merge(dim, value, minute, part)
+                if team and model:  # who drives a cost: "team analytics on claude-sonnet" (models/explain.py)
+                    self._merge("team_model", f"{team}/{model}", minute, part)
                 self._merge("tracing", "", minute, Bucket(requests=part.requests))
             elif kind == APP:
                 self._merge("app", key[0], minute, part)

@@ -1,9 +1,10 @@
 """One-sentence explanations: expected against actual, the dimensions that drive it, dollars.
 
-"cost/h $58.20 vs $17.10 expected (+$41.10/h); 83% of it team analytics, 90% model
-claude-sonnet". Drivers come from the additive counters of the child series (the
-gateway's providers, teams and models; a provider's models; a team's keys): each
-child's excess over what its own last hour predicts, as a share of the total excess.
+"cost/h $58.20 vs $17.10 expected (+$41.10/h); of it: 83% team analytics on claude-sonnet".
+Drivers come from the additive counters of the child series (the gateway's providers,
+teams, models and team × model pairs; a provider's models and pairs; a team's keys and
+pairs; a model's pairs): each child's excess over what its own last hour predicts, as a
+share of the total excess.
 Non-additive signals (latencies) name the child whose value moved most instead.
 
 A cache collapse is also priced: lost hits per hour times the cost of a call that
@@ -11,7 +12,8 @@ missed (``Bucket.saved_cost`` per hit when the parser fills it, else the window'
 per non-cached call).
 
 Rule alerts get the same sentence (``refresh_rule_explanations``, called by the
-anomaly models after the rules ran for the minute); a budget alert gets its forecast.
+anomaly models after the rules ran for the minute, or by ``RuleExplainer`` when the
+models are off); a budget alert gets its forecast.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Callable
 from models.signals import BASELINE, BY_NAME, FOR_CATEGORY, WINDOW, Signal
 from models.windows import Bucket
 
-_CHILDREN = {"gateway": ("provider", "team", "model"), "provider": ("model",), "team": ("key",)}
+_CHILDREN = {"gateway": ("provider", "team", "model", "team_model"), "provider": ("model", "team_model"),
+             "team": ("key", "team_model"), "model": ("team_model",)}
 _SCALE = BASELINE / WINDOW  # baseline counts per window
 
 
@@ -42,6 +45,14 @@ _EXCESS: dict[str, tuple[Callable[[Bucket, Bucket], float], str]] = {
 }
 
 
+# rule metrics whose reading (``Alert.value``) is in the unit of the signal that explains them
+_RULE_METRICS = {
+    "error_rate": ("error_rate", "5xx_rate"), "cache_hit_rate": ("cache_hit_rate", "cache_hit_ratio"),
+    "cost_per_hour": ("cost_ratio",), "latency_p95": ("latency_p95", "latency_p95_ratio"),
+    "latency_p50": ("latency_p50_ratio",),
+}
+
+
 def _sums(engine, key) -> tuple[Bucket, Bucket] | None:
     w = engine.series.get(key)
     if w is None:
@@ -53,24 +64,52 @@ def _sums(engine, key) -> tuple[Bucket, Bucket] | None:
 def _children(engine, key) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
     for dim in _CHILDREN.get(key[0], ()):
-        out[dim] = [k for k in engine.series if k[0] == dim and
-                    (key[0] == "gateway" or engine.incidents.implied.get(k, {}).get(key[0]) == key[1])]
+        out[dim] = [k for k in engine.series if k[0] == dim and _within(engine, k, key)]
     return out
 
 
+def _within(engine, child: tuple[str, str], parent: tuple[str, str]) -> bool:
+    """Is ``child`` part of ``parent`` (a team × model pair of its team, its model, its provider)?"""
+    if parent[0] == "gateway":
+        return True
+    if child[0] != "team_model":
+        return engine.incidents.implied.get(child, {}).get(parent[0]) == parent[1]
+    team, model = team_model(child[1])
+    if parent[0] == "provider":
+        return engine.incidents.implied.get(("model", model), {}).get("provider") == parent[1]
+    return {"team": team, "model": model}.get(parent[0]) == parent[1]
+
+
+def team_model(value: str) -> tuple[str, str]:
+    """The team and model of a ``team_model`` series (``team/model``; a model name may hold a /)."""
+    team, _, model = value.partition("/")
+    return team, model
+
+
 def drivers(engine, key, sig: Signal) -> list[str]:
-    """"83% of it team analytics": per child dimension, the child with most of the excess."""
-    out = []
+    """"83% of it team analytics on claude-sonnet": per child dimension, the child with most
+    of the excess; a team × model pair with most of it replaces its own team and model."""
+    found: dict[str, tuple[str, str]] = {}  # dim -> (child value, text)
     for dim, kids in _children(engine, key).items():
         if sig.name in _EXCESS:
             part = _top_share(engine, kids, _EXCESS[sig.name][0])
             if part is not None and part[1] >= 0.5:
-                out.append(f"{part[1]:.0%} {dim} {part[0][1]}")
+                found[dim] = (part[0][1], f"{part[1]:.0%} {_name(*part[0])}")
         elif sig.name.startswith("latency"):
             moved = _top_mover(engine, kids, sig)
             if moved:
-                out.append(moved)
-    return out
+                found[dim] = moved
+    pair = found.get("team_model")
+    if pair is not None:
+        team, model = team_model(pair[0])
+        found = {d: v for d, v in found.items() if (d, v[0]) not in (("team", team), ("model", model))}
+    return [text for _, text in found.values()]
+
+
+def _name(dim: str, value: str) -> str:
+    if dim == "team_model":
+        return "team {} on {}".format(*team_model(value))
+    return f"{dim} {value}"
 
 
 def _top_share(engine, kids, excess) -> tuple[tuple[str, str], float] | None:
@@ -86,16 +125,16 @@ def _top_share(engine, kids, excess) -> tuple[tuple[str, str], float] | None:
     return top, parts[top] / total
 
 
-def _top_mover(engine, kids, sig: Signal) -> str:
-    best, text = 1.0, ""
+def _top_mover(engine, kids, sig: Signal) -> tuple[str, str] | None:
+    best, found = 1.0, None
     for k in kids:
         s = _sums(engine, k)
         if s is None:
             continue
         now, before = sig.read(s[0], WINDOW), sig.read(s[1], BASELINE)
         if now is not None and before and now / before > best:
-            best, text = now / before, f"{k[0]} {k[1]} {sig.fmt(now)} ({now / before:.1f}x)"
-    return text
+            best, found = now / before, (k[1], f"{_name(*k)} {sig.fmt(now)} ({now / before:.1f}x)")
+    return found
 
 
 def cache_dollars(win: Bucket, base: Bucket) -> float:
@@ -137,8 +176,9 @@ def explain_rule(engine, alert, now: float) -> str:
     s = _sums(engine, (dim, value))
     if sig is None or s is None or dim not in sig.dims:
         return ""
-    # the rule's own reading where it is in the signal's unit (a 429 rule counts calls instead)
-    same_unit = sig.name != "rate_limit_share"
+    # the rule's own reading where it is in the signal's unit (a 429 rule counts calls, a
+    # traffic rule counts req/s or tokens: those read the signal from the sums instead)
+    same_unit = rule is not None and rule.metric in _RULE_METRICS.get(sig.name, ())
     actual = alert.value if same_unit else sig.value(s[0], WINDOW)
     expected = alert.baseline if same_unit and alert.baseline is not None else sig.value(s[1], BASELINE)
     return explain_anomaly(engine, (dim, value), sig, actual, expected)
@@ -187,3 +227,20 @@ def alert_evidence(notifications: list[dict]) -> list[dict]:
             else:
                 best[k].update(status=a["status"], ended_at=a.get("ended_at"))
     return list(best.values())
+
+
+class RuleExplainer:
+    """The engine's extra detector that explains rule alerts when the anomaly models are off."""
+
+    def on_minute(self, engine, minute: int) -> None:
+        refresh_rule_explanations(engine, minute)
+
+
+def attach_rule_explanations(engine) -> RuleExplainer:
+    """Keep the window and baseline sums explanations read, and explain rule alerts each minute."""
+    from models.anomaly import register_windows  # anomaly imports this module
+
+    register_windows(engine)
+    explainer = RuleExplainer()
+    engine.extra_detectors.append(explainer)
+    return explainer

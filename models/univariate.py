@@ -2,18 +2,22 @@
 
 How it works, and why each part is there:
 
-1. **Robust forecasters.** A fast and a slow exponentially weighted (EW) level, and an
-   hour-of-week seasonal profile on top of the slow level. Each keeps an EW mean
-   *absolute* residual as its scale (robust to heavy tails; x1.25 turns it into a
+1. **Robust forecasters.** A fast and a slow exponentially weighted (EW) level, and two
+   seasonal profiles on top of the slow level: hour of day and hour of week. Each keeps an
+   EW mean *absolute* residual as its scale (robust to heavy tails; x1.25 turns it into a
    Gaussian sigma). Learning clips residuals at ``clip`` sigmas (a Huber update), so a
    spike barely moves a level while a real level shift is followed within tens of points.
-2. **Seasonality only where it helps.** The seasonal forecaster is used only when the
-   sampling step inferred online from the timestamps is an hour or less *and* its
-   running error is below the fast level's. NAB mixes 5-minute, hourly and irregular
-   series; a seasonal model that does not fit would only add noise.
-3. **Two evidence channels.** The one-step surprise (residual of the better forecaster,
-   in its sigmas) catches spikes and sudden changes; the distance from the slow level
-   (in slow sigmas) catches slow drifts out of the usual range.
+2. **Seasonality only where it helps.** A seasonal profile is used only when the sampling
+   step inferred online from the timestamps is an hour or less *and* its running error is
+   the lowest of the forecasters'. The daily profile is learned after one day (most short
+   series), the weekly one tells weekdays from weekends once a week has been seen. NAB
+   mixes 5-minute, hourly and irregular series; a seasonal model that does not fit would
+   only add noise.
+3. **Three evidence channels.** The one-step surprise (residual of the best forecaster, in
+   its sigmas) catches spikes; a short EW mean of the signed surprise (span ``shift_span``)
+   catches a sustained shift whose single points are unremarkable (noise averages out
+   before the fast level has followed); the distance from the slow level (in slow sigmas)
+   catches slow drifts out of the usual range.
 4. **Anomaly likelihood** (Ahmad et al., "Unsupervised real-time anomaly detection for
    streaming data", Neurocomputing 2017). Each channel is compared with its own long-run
    EW mean and variance; the Gaussian tail probability, as ``bits = -log10(tail)``, is
@@ -30,14 +34,17 @@ How it works, and why each part is there:
    peak of recent ``bits`` (half-life ``peak_halflife`` points): an incident raises the
    score once, when it starts or gets clearly worse, instead of on every point it
    lasts. Mapped to [0, 1] as ``onset / (onset + 10)``, monotone and unsaturated, so
-   strong anomalies stay ranked.
+   strong anomalies stay ranked. A score is then reported only if it beats the decayed
+   highest score of recent points (half-life ``hold_halflife``), else 0: a staircase of
+   onsets (4, 8, 12 bits) is one alarm, not three.
 6. **Protection.** A point scored above ``protect`` is not learned by the forecasters
    (River's ``AnomalyFilter(protect_anomaly_detector=True)``), for at most
    ``max_protect`` points in a row, after which the new regime is accepted.
 
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
-missing timestamp only disables the seasonal forecaster for that point. State is ~25
-floats plus a 168-slot float array: O(1) memory, about 2.8 KB pickled per series.
+missing timestamp only disables the seasonal forecasters for that point. State is ~25
+floats plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
+2.3 KB in memory per detector.
 """
 
 from __future__ import annotations
@@ -48,7 +55,12 @@ from datetime import datetime, timezone
 
 __all__ = ["UnivariateDetector"]
 
-_SLOTS = 168  # hour of week: daily shape, and weekdays apart from weekends
+# seasonal profiles as (period, slot length) in seconds: hour of day, hour of week; their
+# slots are kept one after the other in one float array
+_SEASONS = ((86400.0, 3600.0), (604800.0, 3600.0))
+_FIRST_SLOT = (0, 24)
+_ALL_SLOTS = 24 + 168
+_EPOCH_MONDAY = 3 * 86400.0  # 1970-01-01 was a Thursday
 _LN10 = math.log(10.0)
 
 
@@ -94,20 +106,29 @@ class UnivariateDetector:
     (0.0, True)
     """
 
-    VERSION = 2  # 2: per-channel cap-hit rate (cap_rate, cap_hits, cap_slack)
+    VERSION = 3  # 3: daily + weekly profiles, shift channel, score hold
+
+    # slots, and float arrays rather than lists: ~1.5 KB in memory per detector
+    __slots__ = ("warmup", "clip", "zcap", "sd_floor", "protect", "max_protect", "cap_slack",
+                 "cap_routine", "seed", "a_fast", "a_slow", "a_mad", "a_season", "a_long", "a_shift",
+                 "peak_decay", "hold_decay", "n", "last_t", "step", "fast", "fast_mad", "slow",
+                 "slow_mad", "shift", "season", "season_mad", "long_mean", "long_var", "cap_rate",
+                 "peak", "held", "protect_run")
 
     def __init__(
         self,
         warmup: int = 150,
         fast_span: int = 10,
-        slow_span: int = 100,
+        slow_span: int = 200,
         mad_span: int = 300,
         season_span: int = 30,
         long_span: int = 5000,
+        shift_span: int = 8,
         clip: float = 4.0,
         zcap: float = 8.0,
         sd_floor: float = 0.1,
         peak_halflife: float = 60.0,
+        hold_halflife: float = 30.0,
         protect: float = 0.3,
         max_protect: int = 5,
         cap_hits: float = 20.0,
@@ -123,16 +144,18 @@ class UnivariateDetector:
         self.seed = seed  # nothing is random; kept so every detector takes the same arguments
         self.a_fast, self.a_slow = 2.0 / (fast_span + 1), 2.0 / (slow_span + 1)
         self.a_mad, self.a_season = 2.0 / (mad_span + 1), 2.0 / (season_span + 1)
-        self.a_long = 2.0 / (long_span + 1)
+        self.a_long, self.a_shift = 2.0 / (long_span + 1), 2.0 / (shift_span + 1)
         self.peak_decay = 0.5 ** (1.0 / peak_halflife)
+        self.hold_decay = 0.5 ** (1.0 / hold_halflife)
         self.n, self.last_t, self.step = 0, None, None
-        self.fast = self.fast_mad = self.slow = self.slow_mad = self.season_mad = 0.0
-        # a float array, NaN = slot not seen yet: 8 bytes a slot instead of a 32-byte float object
-        self.season = array("d", [math.nan]) * _SLOTS
-        # per evidence channel: [one-step surprise, distance from the slow level]
-        self.long_mean, self.long_var = [0.0, 0.0], [0.0, 0.0]
-        self.peak, self.protect_run = 0.0, 0
-        self.cap_rate = [0.0, 0.0]  # per channel: EW rate (rate a_long) of evidence at zcap
+        self.fast = self.fast_mad = self.slow = self.slow_mad = self.shift = 0.0
+        # NaN = slot not seen yet; 8 bytes a slot instead of a 32-byte float object
+        self.season = array("d", [math.nan]) * _ALL_SLOTS
+        self.season_mad = array("d", [0.0]) * len(_SEASONS)
+        # per evidence channel: [one-step surprise, its short mean, distance from the slow level]
+        self.long_mean, self.long_var, self.cap_rate = (array("d", [0.0]) * 3 for _ in range(3))
+        self.peak = self.held = 0.0
+        self.protect_run = 0
 
     # -- River interface ---------------------------------------------------------------
 
@@ -160,37 +183,42 @@ class UnivariateDetector:
                 self._observe_time(t)
                 self.n = 1
             return 0.0
-        slot = self._slot(t)
-        evidence = (abs(self._surprise(x, slot)), abs(x - self.slow) / self._sigma(self.slow_mad))
-        evidence = tuple(min(self.zcap, e) for e in evidence)  # one point cannot swamp the history
+        slots = self._slots(t)
+        surprise = _clip(self._surprise(x, slots), self.zcap)  # one point cannot swamp the history
+        shift = self.shift + self.a_shift * (surprise - self.shift)
+        level = min(self.zcap, abs(x - self.slow) / self._sigma(self.slow_mad))
+        evidence = (abs(surprise), abs(shift), level)
         bits = self._bits(evidence) if self.n >= self.warmup else 0.0
-        peak = self.peak * self.peak_decay
+        peak, held = self.peak * self.peak_decay, self.held * self.hold_decay
         onset = max(0.0, bits - peak)
         score = onset / (onset + 10.0)  # 10 bits (tail 1e-10) -> 0.5
         if learn:
-            self.peak = max(peak, bits)
-            self._learn(x, t, slot, evidence, flagged=score > self.protect)
-        return score
+            self.peak, self.held, self.shift = max(peak, bits), max(held, score), shift
+            self._learn(x, t, slots, evidence, flagged=score > self.protect)
+        return score if score > held else 0.0
 
     def _sigma(self, mad: float) -> float:
         # 1.25 * mean absolute deviation = sigma for Gaussian noise; the floor keeps a
         # flat line from turning float rounding into infinite surprise.
         return 1.25 * mad + 1e-4 * abs(self.slow) + 1e-9
 
-    def _slot(self, t: datetime | float | None) -> int | None:
-        """Hour of week (local to ``t`` if it carries a timezone), if sampled at least hourly."""
-        if t is None or self.step is None or self.step > 3600.0:
+    def _slots(self, t: datetime | float | None) -> list[int | None] | None:
+        """Slot of ``t`` in each seasonal profile (None where sampled more coarsely than it)."""
+        ts = _epoch(t)
+        if ts is None or self.step is None:
             return None
-        if isinstance(t, datetime):
-            return t.weekday() * 24 + t.hour
-        return (int(float(t) // 3600.0) + 72) % _SLOTS  # 1970-01-01 was a Thursday
+        if isinstance(t, datetime) and t.utcoffset():
+            ts += t.utcoffset().total_seconds()  # local hour of day and day of week
+        return [first + int((ts + _EPOCH_MONDAY) % period // slot) if self.step <= slot else None
+                for first, (period, slot) in zip(_FIRST_SLOT, _SEASONS)]
 
-    def _surprise(self, x: float, slot: int | None) -> float:
-        """Residual of the better forecaster, in its own robust sigmas."""
-        offset = self.season[slot] if slot is not None else math.nan
-        if not math.isnan(offset) and self.season_mad < self.fast_mad:
-            return (x - self.slow - offset) / self._sigma(self.season_mad)
-        return (x - self.fast) / self._sigma(self.fast_mad)
+    def _surprise(self, x: float, slots: list[int | None] | None) -> float:
+        """Signed residual of the forecaster with the lowest running error, in its sigmas."""
+        forecast, mad = self.fast, self.fast_mad
+        for profile_mad, slot in zip(self.season_mad, slots or ()):
+            if slot is not None and profile_mad < mad and not math.isnan(self.season[slot]):
+                forecast, mad = self.slow + self.season[slot], profile_mad
+        return (x - forecast) / self._sigma(mad)
 
     def _bits(self, evidence: tuple[float, ...]) -> float:
         """Anomaly likelihood, as -log10 of the Gaussian tail, of the most surprising channel.
@@ -208,7 +236,7 @@ class UnivariateDetector:
     # -- learning ----------------------------------------------------------------------
 
     def _learn(
-        self, x: float, t: datetime | float | None, slot: int | None,
+        self, x: float, t: datetime | float | None, slots: list[int | None] | None,
         evidence: tuple[float, ...], flagged: bool,
     ) -> None:
         self._learn_likelihood(evidence)
@@ -217,7 +245,7 @@ class UnivariateDetector:
             self.protect_run += 1
         else:
             self.protect_run = 0
-            self._learn_levels(x, slot)
+            self._learn_levels(x, slots)
         self.n += 1
 
     def _rate(self, a: float, count: int) -> float:
@@ -250,12 +278,13 @@ class UnivariateDetector:
             self.long_mean[k] += a * delta
             self.long_var[k] = (1.0 - a) * (self.long_var[k] + a * delta * delta)
 
-    def _learn_levels(self, x: float, slot: int | None) -> None:
+    def _learn_levels(self, x: float, slots: list[int | None] | None) -> None:
         """Huber-style updates: residuals clipped at ``clip`` sigmas move the levels."""
         self.fast, self.fast_mad = self._huber(x, self.fast, self.fast_mad, self.a_fast)
         self.slow, self.slow_mad = self._huber(x, self.slow, self.slow_mad, self.a_slow)
-        if slot is not None:
-            self._learn_season(x, slot)
+        for k, slot in enumerate(slots or ()):
+            if slot is not None:
+                self._learn_season(k, x, slot)
 
     def _huber(self, x: float, level: float, mad: float, a: float) -> tuple[float, float]:
         r = x - level
@@ -263,24 +292,26 @@ class UnivariateDetector:
         level += self._rate(a, self.n) * _clip(r, bound)
         return level, mad + self._rate(self.a_mad, self.n) * (min(abs(r), bound) - mad)
 
-    def _learn_season(self, x: float, slot: int) -> None:
-        offset, r = self.season[slot], x - self.slow
+    def _learn_season(self, k: int, x: float, slot: int) -> None:
+        """Profile ``k``'s offset from the slow level at ``slot`` (an index into ``season``)."""
+        mad, offset, r = self.season_mad[k], self.season[slot], x - self.slow
         if math.isnan(offset):
             self.season[slot] = r
-            self.season_mad = max(self.season_mad, 2.0 * self.fast_mad)  # earn trust first
+            self.season_mad[k] = max(mad, 2.0 * self.fast_mad)  # earn trust first
             return
-        bound = self.clip * self._sigma(self.season_mad)
+        bound = self.clip * self._sigma(mad)
         self.season[slot] = offset + self.a_season * _clip(r - offset, bound)
-        self.season_mad += self.a_mad * (min(abs(r - offset), bound) - self.season_mad)
+        self.season_mad[k] = mad + self.a_mad * (min(abs(r - offset), bound) - mad)
 
     # -- persistence -------------------------------------------------------------------
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "version": self.VERSION}
+        return {**{k: getattr(self, k) for k in self.__slots__}, "version": self.VERSION}
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         version = state.pop("version", None)
         if version != self.VERSION:
             raise ValueError(f"UnivariateDetector state version {version!r}, expected {self.VERSION}")
-        self.__dict__.update(state)
+        for k, v in state.items():
+            setattr(self, k, v)

@@ -81,3 +81,27 @@ def test_options_come_from_the_config():
     eng = S.engine(config=Config.from_dict({"anomaly": {"fire_score": 0.7, "warmup": 90}}))
     m = _models(eng)
     assert (m.fire_score, m.warmup) == (0.7, 90)
+
+
+def test_cost_explanation_names_the_team_and_model_pair():
+    """A team on two models: the explanation names the pair that spends, not only the team."""
+    teams = S.TEAMS + (S.Team("analytics", 15, "openai", "gpt-4o-mini", 0.002),)
+    eng = S.engine()
+    S.run(eng, range(0, 120), teams=teams)
+    notes = S.run(eng, range(120, 150), teams=teams,
+                  plants=[S.Plant(120, 150, team="analytics", provider="anthropic", cost_x=6.0)])
+    texts = [a["explanation"] for a in S.anomaly_alerts(notes) if a["category"] == "cost"]
+    assert texts, "a 6x cost spike of one team on one model must page"
+    assert any("team analytics on claude-sonnet" in t for t in texts), texts
+
+
+def test_rule_alerts_are_explained_with_the_models_off():
+    from gatewatch.commands.replay import build_engine
+    from models.config import Config
+
+    eng = build_engine(Config(), no_models=True)
+    assert not [d for d in eng.extra_detectors if isinstance(d, AnomalyModels)]
+    notes = S.run(eng, range(0, 140), plants=[S.Plant(120, 140, provider="openai", fail=True)])
+    rule_alerts = [a for n in notes for a in n["alerts"] if a["detector"] == "rule" and a["category"] == "error_rate"]
+    assert rule_alerts and all("expected" in a.get("explanation", "") for a in rule_alerts)
+    assert any("openai" in a["explanation"] or a["labels"].get("provider") == "openai" for a in rule_alerts)

@@ -200,12 +200,13 @@ def test_multi_silent_during_warmup(name, factory):
 @multi
 def test_multi_scores_in_unit_interval(name, factory):
     eng = factory()
-    seen = []
+    seen, onsets, plants = [], [], [SG.Plant(120, 140, cost_x=30.0, fail=True)]
     for start in range(0, 160, 20):
-        SG.run(eng, range(start, start + 20), plants=[SG.Plant(120, 140, cost_x=30.0, fail=True)])
-        seen.extend(_scores(eng).values())
-    assert seen and all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in seen)
-    assert max(seen) > 0.0
+        SG.run(eng, range(start, start + 20), plants=plants)
+        seen.extend(_scores(eng).values())  # re-scores of learned points
+        onsets.extend(t.score for t in _models(eng).tracks.values())  # what the updates reported
+    assert seen and all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in seen + onsets)
+    assert max(onsets) > 0.0
 
 
 @multi

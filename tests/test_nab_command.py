@@ -61,3 +61,23 @@ def test_nab_scores_are_online(data_dir: Path, tmp_path: Path):
 
 def test_nab_bad_data_dir_exits_2(tmp_path: Path):
     assert main(["nab", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+
+
+@pytest.mark.slow
+def test_nab_subset_scores_do_not_regress(tmp_path: Path):
+    """The whole public NAB subset through the shared scorer: a floor under each profile
+    (the README's figures, rounded down: 73.29 / 66.26 / 77.92 when this was written)."""
+    import json
+    import subprocess
+    import sys
+
+    if not NAB_DATA.is_dir():
+        pytest.skip("the NAB subset is not present")
+    assert main(["nab", str(NAB_DATA), str(tmp_path / "out"), "--quiet"]) == 0
+    scored = subprocess.run(
+        [sys.executable, str(SHARED / "tools" / "nab_score.py"), "--nab", str(NAB_DATA.parent),
+         "--results", str(tmp_path / "out"), "--json"], capture_output=True, text=True, check=True)
+    result = json.loads(scored.stdout)
+    assert result["files"] == len(list(NAB_DATA.rglob("*.csv")))
+    assert result["standard"] >= 73.0 and result["reward_low_FP_rate"] >= 66.0
+    assert result["reward_low_FN_rate"] >= 77.5

@@ -57,6 +57,7 @@ def build_engine(config, no_models: bool = False, no_rules: bool = False):
     from models.anomaly import attach_models
     from models.budget import attach_budget_forecast
     from models.engine import Engine
+    from models.explain import attach_rule_explanations
 
     if no_rules:
         config = replace(config, rules=())
@@ -64,6 +65,7 @@ def build_engine(config, no_models: bool = False, no_rules: bool = False):
     if not no_models and config.anomaly.get("enabled", True):
         attach_models(engine)  # attaches the budget forecast too
     else:
+        attach_rule_explanations(engine)  # rule alerts still say expected vs actual, and who
         attach_budget_forecast(engine)
     return engine
 

@@ -107,7 +107,7 @@ SIGNALS: tuple[Signal, ...] = (
            lambda b, m: _ratio(b.cache_hits, b.cacheable), lambda b: b.cacheable, 50, False, 0.15, 1.5, "%",
            "cache hit rate"),
     Signal("latency_p95", "LatencyP95Anomaly", "latency", (G, P, M),
-           _quantile("latency", 0.95), lambda b: b.latency_n, 20, True, 1.0, 1.6, "s", "p95 latency"),
+           _quantile("latency", 0.95), lambda b: b.latency_n, 50, True, 1.0, 1.6, "s", "p95 latency"),
     Signal("latency_p50", "LatencyP50Anomaly", "latency", (P, M),
            _quantile("latency", 0.5), lambda b: b.latency_n, 10, True, 0.5, 1.6, "s", "median latency"),
     Signal("cost_per_hour", "CostAnomaly", "cost", (G, T, K),

@@ -9,9 +9,10 @@ JSON, is too long, or is JSON of no known format becomes a ``Reject`` with a sta
 the lines around it are processed. Only a file that cannot be opened raises
 (``UnreadableFile``, an ``OSError``: replay exits 2 on it).
 
-Reasons: ``not_json``, ``unknown_format``, ``wrong_type``, ``missing_field``, ``line_too_long``,
-``not_gzip`` (a ``.gz`` that is not gzip: one reject for the file), ``truncated_gzip`` and
-``corrupt_gzip`` (after everything readable before the damage was yielded), ``read_error``.
+Reasons: ``not_json``, ``unknown_format``, ``wrong_type``, ``missing_field``, ``bad_timestamp``
+(outside 2000-2100), ``line_too_long``, ``not_gzip`` (a ``.gz`` that is not gzip: one reject for the
+file), ``truncated_gzip`` and ``corrupt_gzip`` (after everything readable before the damage was
+yielded), ``read_error``.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ def _concatenated(text: bytes) -> list[Any] | None:
     while at < len(source):
         try:
             value, at = decoder.raw_decode(source, at)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             return None
         values.append(value)
         while at < len(source) and source[at] in " \t\r\n":

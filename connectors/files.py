@@ -147,8 +147,16 @@ class _Slow:
         if self.pending is not None:
             if line[:1] in b" \t\r\n}" and line[:1]:
                 return self._continue(line)
-            return [self._drop_pending("not_json", "incomplete JSON object"), *self._fresh(line_no, line)]
+            # The line that ended the object early is a line of its own: decode it as the fast path would.
+            return [self._drop_pending("not_json", "incomplete JSON object"), *self._whole(line_no, line)]
         return self._fresh(line_no, line)
+
+    def _whole(self, line_no: int, line: bytes) -> list[Item]:
+        try:
+            value = _loads(line)
+        except _JSONDecodeError:
+            return self._fresh(line_no, line)
+        return _items(value, self.name, line_no, line)
 
     def finish(self) -> list[Item]:
         return [] if self.pending is None else [self._drop_pending("not_json", "incomplete JSON object at end")]

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models.cardinality import DEFAULT_CAP, DEFAULT_IDLE_MINUTES
 from models.incidents import Timing
 from models.rules import DEFAULT_RULES, Rule, rules_from_config
 
 _KNOWN = {"budgets", "rules", "lateness_seconds", "incidents", "anomaly", "silences", "routes",
-          "inhibit", "slack", "webhooks", "retry"}
+          "inhibit", "slack", "webhooks", "retry", "cardinality"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Config:
     lateness: float = 30.0  # seconds an event may arrive after the newest one and still count
     timing: Timing = field(default_factory=Timing)
     anomaly: dict = field(default_factory=dict)
+    cardinality: tuple[int, int] = (DEFAULT_CAP, DEFAULT_IDLE_MINUTES)  # series per dimension, idle minutes
     raw: dict = field(default_factory=dict)  # the whole document, for sinks and silences
 
     @classmethod
@@ -51,5 +53,12 @@ class Config:
             lateness=float(doc.get("lateness_seconds", 30.0)),
             timing=timing,
             anomaly=dict(doc.get("anomaly") or {}),
+            cardinality=_cardinality(doc.get("cardinality") or {}),
             raw=doc,
         )
+
+
+def _cardinality(section: dict) -> tuple[int, int]:
+    cap = int(section.get("max_series_per_dimension", DEFAULT_CAP))
+    idle = int(float(section.get("idle_hours", DEFAULT_IDLE_MINUTES / 60)) * 60)
+    return cap, idle

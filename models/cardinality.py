@@ -42,8 +42,19 @@ class Cardinality:
         self.swap_at: int | None = None  # minute of the next generation swap
         self.overflowed = [0] * len(DIMENSIONS)  # events counted under OVERFLOW, per dimension
 
+    def leaf_for(self, raw: tuple, minute: int) -> tuple:
+        """The leaf to count ``raw`` under."""
+        return self.leaves.get(raw) or self.leaf(raw, minute)
+
+    def tick(self, minute: int) -> None:
+        """A minute closed. Known leaves are found without a call here (one dict lookup in
+        ``Partials.add``), so their use is seen only after a swap empties the memo: swapping on
+        time, not only when a new value comes, keeps "idle" meaning idle."""
+        if self.swap_at is not None and minute >= self.swap_at:
+            self._swap(minute)
+
     def leaf(self, raw: tuple, minute: int) -> tuple:
-        """The leaf to count ``raw`` under (callers look ``raw`` up in ``leaves`` first)."""
+        """The leaf to count ``raw`` under, when ``raw`` is not in ``leaves`` (the slow path)."""
         if self.swap_at is None:
             self.swap_at = minute + self.half
         elif minute >= self.swap_at:
@@ -111,6 +122,7 @@ class FloodWatch:
 
     def on_minute(self, engine, minute: int) -> None:
         now = (minute + 1) * STEP
+        engine.acc.cardinality.tick(minute)
         for dim in DIMENSIONS:
             w = engine.series.get((dim, OVERFLOW))
             bucket = w.buckets.get(minute) if w is not None else None

@@ -22,6 +22,7 @@ from connectors.recent import RecentKeys
 from models.clock import FUTURE, SourceClock
 from models.config import Config
 from models.engine import Engine
+from models.redaction import redact
 from models.events import REQUEST, Event
 
 
@@ -63,7 +64,7 @@ class RejectLog:
         if self.out is not None:
             if isinstance(raw, bytes):
                 raw = raw.decode("utf-8", "replace")
-            rec = {"reason": reason, "detail": detail, "file": path, "line": line_no, "raw": raw[:2000]}
+            rec = {"reason": reason, "detail": redact(detail), "file": path, "line": line_no, "raw": redact(raw[:2000])}
             self.out.write(orjson.dumps(rec) + b"\n")
 
 

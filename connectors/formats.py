@@ -134,16 +134,25 @@ def _check_labels(event: Event) -> None:
 MIN_TS, MAX_TS = 946684800.0, 4102444800.0
 
 
+_MAX_MAGNITUDE = 1e13  # no request costs $10^13 or takes 10^13 tokens; a TB gauge is 1e12
+
+
 def _check_numbers(event: Event) -> None:
-    # One comparison for the time and one sum for the rest: NaN fails every comparison, and a sum
-    # holding NaN or ±inf is not finite (x - x != 0); one such value would poison a window forever.
+    # One comparison for the time and one bounded sum for the rest: NaN fails every comparison, and
+    # a sum holding NaN, ±inf or an absurd magnitude is out of bounds. One such value would poison a
+    # window (inf - inf is NaN when it slides out) or overflow a sum of many.
     ts = event.ts
     if not MIN_TS <= ts <= MAX_TS:
         raise Rejected("bad_timestamp", f"event time {ts!r} is not between 2000 and 2100")
-    total = (event.cost + (event.latency or 0.0) + (event.ttft or 0.0) + (event.lag or 0.0) + (event.value or 0.0)
-             + (event.budget or 0.0) + (event.team_spend or 0.0))
-    if total - total != 0.0:
-        raise Rejected("wrong_type", "a number (cost, latency, lag, value, budget, spend) is NaN or infinite")
+    try:
+        total = (abs(event.cost) + abs(event.latency or 0.0) + abs(event.ttft or 0.0) + abs(event.lag or 0.0)
+                 + abs(event.value or 0.0) + abs(event.budget or 0.0) + abs(event.team_spend or 0.0)
+                 + abs(event.tokens))
+    except OverflowError:  # an integer beyond any float (a string of 400 digits)
+        total = float("inf")
+    if not total < _MAX_MAGNITUDE:
+        raise Rejected("wrong_type", "a number (cost, tokens, latency, lag, value, budget, spend) is NaN, "
+                                     "infinite or beyond 1e13")
 
 
 def _json_type(value: object) -> str:

@@ -134,7 +134,7 @@ def _check_labels(event: Event) -> None:
 MIN_TS, MAX_TS = 946684800.0, 4102444800.0
 
 
-_MAX_MAGNITUDE = 1e13  # no request costs $10^13 or takes 10^13 tokens; a TB gauge is 1e12
+_MAX_SQUARE = 1e26  # |each number| < 1e13: no request costs $10^13 or takes 10^13 tokens; a TB gauge is 1e12
 
 
 def _check_numbers(event: Event) -> None:
@@ -144,13 +144,15 @@ def _check_numbers(event: Event) -> None:
     ts = event.ts
     if not MIN_TS <= ts <= MAX_TS:
         raise Rejected("bad_timestamp", f"event time {ts!r} is not between 2000 and 2100")
+    # Squares, not abs(): no call per field, and no cancelling of a huge positive by a huge negative.
+    cost, latency, ttft, lag = event.cost, event.latency or 0.0, event.ttft or 0.0, event.lag or 0.0
+    value, budget, spend, tokens = event.value or 0.0, event.budget or 0.0, event.team_spend or 0.0, event.tokens
     try:
-        total = (abs(event.cost) + abs(event.latency or 0.0) + abs(event.ttft or 0.0) + abs(event.lag or 0.0)
-                 + abs(event.value or 0.0) + abs(event.budget or 0.0) + abs(event.team_spend or 0.0)
-                 + abs(event.tokens))
+        total = (cost * cost + latency * latency + ttft * ttft + lag * lag + value * value + budget * budget
+                 + spend * spend + tokens * tokens)
     except OverflowError:  # an integer beyond any float (a string of 400 digits)
         total = float("inf")
-    if not total < _MAX_MAGNITUDE:
+    if not total < _MAX_SQUARE:
         raise Rejected("wrong_type", "a number (cost, tokens, latency, lag, value, budget, spend) is NaN, "
                                      "infinite or beyond 1e13")
 

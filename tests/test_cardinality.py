@@ -105,6 +105,8 @@ def test_a_million_distinct_keys_stay_bounded_and_the_incidents_still_page(sim) 
     assert state < 25 * 2**20, f"engine state grew by {state / 2**20:.1f} MB"
     assert rss_growth < 150 * 2**20, f"process grew by {rss_growth / 2**20:.1f} MB"
     keys = [k for k in engine.series if k[0] == "key"]
+    print(f"1M distinct keys: engine state +{state / 2**20:.1f} MB (pickled), process +{rss_growth / 2**20:.0f} MB "
+          f"RSS, {len(keys)} key series, {engine.acc.cardinality.overflowed[3]:,} requests under {OVERFLOW}")
     assert len(keys) <= 2001 and ("key", OVERFLOW) in engine.series
     assert all(row["detected"] for row in match(labels, notes)), match(labels, notes)
     assert all(row["detected"] for row in match(labels, calm_notes))

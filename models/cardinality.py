@@ -22,6 +22,7 @@ __all__ = ["DIMENSIONS", "OVERFLOW", "Cardinality", "FloodWatch", "forget_idle"]
 
 OVERFLOW = "~other"
 DIMENSIONS = ("provider", "model", "team", "key")  # the order of a leaf key in models/partials.py
+_INDEX = {dim: i for i, dim in enumerate(DIMENSIONS)}
 DEFAULT_CAP = 2000  # distinct live values per dimension: ~10 KB each with its windows and models
 DEFAULT_IDLE_MINUTES = 360  # as long as the anomaly models keep an idle series
 
@@ -70,6 +71,11 @@ class Cardinality:
         if len(self.leaves) < self.max_leaves:
             self.leaves[raw] = raw
         return raw
+
+    def admitted(self, dim: str, value: str) -> bool:
+        """Whether ``value`` of ``dim`` is counted as itself (the empty value always is)."""
+        i = _INDEX[dim]
+        return not value or value in self.values[i] or value in self.old_values[i]
 
     def live(self, dim: int) -> int:
         return len(self.values[dim]) + len(self.old_values[dim])

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from models import events as E
-from models.cardinality import Cardinality, FloodWatch
+from models.cardinality import OVERFLOW, Cardinality, FloodWatch
 from models.config import Config
 from models.incidents import Alert, IncidentManager
 from models.metrics import Reading
@@ -95,7 +95,10 @@ class Engine:
             if self.closed_minute is not None and msg["m"] <= self.closed_minute - self.retention:
                 self.late_dropped += 1
                 continue
-            self._absorb([(msg["t"], tuple(msg["k"]), msg["m"], b)])
+            key = tuple(msg["k"])
+            if msg["t"] == LEAF:  # each ingest batch capped on its own: cap across batches here
+                key = self.acc.cardinality.leaf_for(key, msg["m"])
+            self._absorb([(msg["t"], key, msg["m"], b)])
 
     def advance(self, ts: float) -> list[dict]:
         """Move event time to ``ts``; close every minute the watermark has passed."""
@@ -157,10 +160,12 @@ class Engine:
             self._absorb_meta(self.acc.drain_meta())
 
     def _absorb_meta(self, meta: dict) -> None:
+        admitted = self.acc.cardinality.admitted  # side facts only for names under the cap
         for dim, value, labels in meta.get("implied", ()):
-            self.incidents.imply(dim, value, labels)
+            if admitted(dim, value):
+                self.incidents.imply(dim, value, labels)
         for day, team, usd in meta.get("spend", ()):
-            self.spend[(day, team)] += usd
+            self.spend[(day, team if admitted("team", team) else OVERFLOW)] += usd
         for day, team, usd in meta.get("reported", ()):
             self.reported_spend[(day, team)] = max(self.reported_spend.get((day, team), 0.0), usd)
         for team, usd in meta.get("budgets", ()):

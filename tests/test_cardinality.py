@@ -115,3 +115,22 @@ def test_a_million_distinct_keys_stay_bounded_and_the_incidents_still_page(sim) 
     flood_incidents = {n["incident"] for n in notes if any(a["name"] == "CardinalityFlood" for a in n["alerts"])}
     assert len(flood_incidents) == 1
     assert not any(a["name"] == "CardinalityFlood" for n in calm_notes for a in n["alerts"])
+
+
+def test_the_worker_path_caps_across_ingest_batches() -> None:
+    """The worker's ingest folds each raw batch into its own ``Partials``: the cap must hold in the
+    detect engine across batches, side facts included."""
+    from models.partials import Partials
+
+    engine = Engine()
+    t0 = 1_787_311_380.0
+    for i in range(6000):
+        batch = Partials()
+        batch.add(Event(t0 + i * 0.05, REQUEST, "litellm", "openai", "gpt-4o", f"team-{i}", f"key-{i}", cost=0.01))
+        engine.advance(t0 + i * 0.05)
+        engine.apply_partials(batch.drain())
+    engine.finish()
+    assert len([k for k in engine.series if k[0] == "key"]) == 2001
+    assert len([k for k in engine.series if k[0] == "team"]) == 2001
+    assert len(engine.incidents.implied) <= 2001 + 1
+    assert len(engine.spend) <= 2001 + 1 and round(sum(engine.spend.values()), 6) == 60.0

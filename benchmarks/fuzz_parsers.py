@@ -33,13 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewatch.commands.replay import build_engine  # noqa: E402
-from gatewatch.replay import replay  # noqa: E402
-from models.config import Config  # noqa: E402
-from models.engine import Engine  # noqa: E402
-from models.events import Event  # noqa: E402
-from tests.fuzz_inputs import SEEDS, mutate, outcome  # noqa: E402
-from tests.test_fuzz import assert_sane  # noqa: E402
+from gatewatch.commands.replay import build_engine
+from gatewatch.replay import replay
+from models.config import Config
+from models.engine import Engine
+from models.events import Event
+from tests.fuzz_inputs import SEEDS, mutate, outcome
+from tests.test_fuzz import assert_sane
 
 
 def line_pass(lines: list[bytes], hang: float) -> dict:

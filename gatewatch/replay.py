@@ -81,12 +81,12 @@ def file_events(path: str, on_reject: RejectLog, order: int) -> Iterator[tuple[f
             for ev in item:
                 ts = ev.ts
                 if clock.pending or ts > clock.limit:  # held or far ahead: let the clock judge
-                    for admitted, ts, ev in clock.one(ts, ev):
+                    for admitted, held_ts, held in clock.one(ts, ev):
                         if admitted:
                             seq += 1
-                            yield ts, order, seq, ev
+                            yield held_ts, order, seq, held
                         else:
-                            _future(on_reject, path, ev, clock)
+                            _future(on_reject, path, held, clock)
                     continue
                 if ts > clock.newest:  # the clock's own bookkeeping, inlined (the hot path)
                     clock.newest, clock.limit = ts, ts + clock.max_ahead

@@ -31,7 +31,7 @@ class Cardinality:
     """Maps a leaf ``(provider, model, team, key)`` to itself, or with ``OVERFLOW`` in the place
     of each value over the cap."""
 
-    __slots__ = ("cap", "half", "leaves", "old_leaves", "values", "old_values", "swap_at", "overflowed", "max_leaves")
+    __slots__ = ("cap", "half", "leaves", "max_leaves", "old_leaves", "old_values", "overflowed", "swap_at", "values")
 
     def __init__(self, cap: int = DEFAULT_CAP, idle_minutes: int = DEFAULT_IDLE_MINUTES) -> None:
         self.cap, self.half = cap, max(1, idle_minutes // 2)

@@ -17,6 +17,7 @@ Loading YAML text is the caller's business (``gatewatch.config``); this module t
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from models.cardinality import DEFAULT_CAP, DEFAULT_IDLE_MINUTES
@@ -147,7 +148,7 @@ def _known(path: tuple, section: dict, known: set[str]) -> dict:
 
 
 def _number(path: tuple, value: object, low: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ConfigIssue(path, f"must be a number, not {value!r}")
     if value < low:
         raise ConfigIssue(path, f"must be at least {low:g}, not {value!r}")

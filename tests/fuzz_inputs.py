@@ -17,7 +17,7 @@ import orjson
 from connectors.files import Reject, iter_lines
 from models.events import Event
 
-__all__ = ["SEEDS", "BAD_VALUES", "mutate", "mutated_line", "outcome"]
+__all__ = ["BAD_VALUES", "SEEDS", "mutate", "mutated_line", "outcome"]
 
 _T0 = 1787311387.102  # 2026-08-21
 SEEDS: list[dict[str, Any]] = [

@@ -11,7 +11,6 @@ import heapq
 import json
 import pickle
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -97,6 +96,7 @@ def sim(tmp_path_factory) -> tuple[list[str], dict]:
     return [str(out / f"{name}.ndjson.gz") for name in ("litellm", "fly", "langfuse")], labels
 
 
+@pytest.mark.slow
 def test_a_million_distinct_keys_stay_bounded_and_the_incidents_still_page(sim) -> None:
     paths, labels = sim
     calm_notes, calm, _ = _run(paths, 0)

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ("anomaly: {fire_scor: 0.5}\n", 1, "anomaly.fire_scor: unknown field (did you mean 'fire_score'?)"),
     ("\n\nbudget:\n  teams: {}\n", 3, "budget: unknown field (did you mean 'budgets'?)"),
     ("rules:\n  MyRule: {threshold: 1}\n", 2, "rules.MyRule: unknown rule; a new rule needs category"),
-    ("rules:\n  X:\n    category: nope\n    severity: warning\n    scopes: [gateway]\n    metric: error_rate\n"
-     "    op: '>'\n    threshold: 1\n", 3, "rules.X.category: category must be one of"),
+    (("rules:\n  X:\n    category: nope\n    severity: warning\n    scopes: [gateway]\n    metric: error_rate\n"
+      "    op: '>'\n    threshold: 1\n"), 3, "rules.X.category: category must be one of"),
     ("rules:\n  GatewayHigh5xxRate:\n    op: '>='\n", 3, "rules.GatewayHigh5xxRate.op: must be '>' or '<'"),
     ("cardinality:\n  max_series_per_dimension: 0\n", 2, "cardinality.max_series_per_dimension: must be at least 1"),
     ("rules: [GatewayHigh5xxRate]\n", 1, "rules: must be a mapping, not a list"),
@@ -68,7 +68,7 @@ def test_a_good_config_still_loads(tmp_path: Path) -> None:
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "gatewatch", *args], cwd=cwd, env=env, capture_output=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def test_commands_exit_2_before_starting(tmp_path: Path) -> None:

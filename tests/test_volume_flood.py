@@ -21,8 +21,16 @@ import pytest
 from gatewatch.replay import replay
 from models.engine import Engine
 from streams.topics import topic_names
-from tests.worker_helpers import (free_port, health, read_topic, replay_notes, simulate_small, start_worker,
-                                  tail_files, wait_for)
+from tests.worker_helpers import (
+    free_port,
+    health,
+    read_topic,
+    replay_notes,
+    simulate_small,
+    start_worker,
+    tail_files,
+    wait_for,
+)
 
 BURST_FACTOR, BURST_MINUTES = 20, 10
 

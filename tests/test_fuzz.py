@@ -156,3 +156,10 @@ def test_gzip_of_mangled_lines_reads_like_the_plain_file(tmp_path: Path) -> None
     plain, packed = _read(tmp_path / "a.ndjson"), _read(tmp_path / "a.ndjson.gz")
     assert [r.reason for r in plain[1]] == [r.reason for r in packed[1]]
     assert len(plain[0]) == len(packed[0])
+
+
+def test_a_line_that_ends_an_unclosed_object_early_is_still_decoded() -> None:
+    good = orjson.dumps([SEEDS[0], SEEDS[6]])
+    items = list(iter_lines(io.BytesIO(b"{\n" + good + b"\n"), "f"))
+    assert [i.reason for i in items if not isinstance(i, list)] == ["not_json"]  # the unclosed "{"
+    assert sum(len(i) for i in items if isinstance(i, list)) == 2  # the array after it, decoded

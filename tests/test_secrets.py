@@ -144,3 +144,15 @@ def test_the_receiver_will_not_start_without_its_secret() -> None:
                            "--brokers", "127.0.0.1:1"], env=env, capture_output=True, timeout=60, check=False,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode != 0 and b"GATEWATCH_RECEIVER_SECRET" in done.stderr
+
+
+def test_source_logs_hold_no_secret() -> None:
+    import logging
+
+    from gatewatch.commands.tail import _JsonLogFormatter
+
+    record = logging.LogRecord("gatewatch.source", logging.WARNING, __file__, 1,
+                               f"langfuse answered 401 for {LANGFUSE}", None, None)
+    record.kv = {"dsn": "postgresql://u:hunter2-db-pass@db/x", "auth": f"Bearer {BEARER}"}
+    line = _JsonLogFormatter().format(record)
+    assert not any(s in line for s in SECRETS) and "sk-lf-***" in line

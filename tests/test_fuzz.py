@@ -163,3 +163,19 @@ def test_a_line_that_ends_an_unclosed_object_early_is_still_decoded() -> None:
     items = list(iter_lines(io.BytesIO(b"{\n" + good + b"\n"), "f"))
     assert [i.reason for i in items if not isinstance(i, list)] == ["not_json"]  # the unclosed "{"
     assert sum(len(i) for i in items if isinstance(i, list)) == 2  # the array after it, decoded
+
+
+@FAST
+@given(st.integers(0, 2**32), st.integers(1, 5))
+def test_the_litellm_receiver_body_splitter_accepts_or_refuses_with_a_reason(seed: int, count: int) -> None:
+    from connectors.http_receiver import MalformedBody, split_body
+
+    rng = random.Random(seed)
+    lines = [mutate(rng, rng.choice(SEEDS)) for _ in range(count)]
+    body = b"\n".join(lines) if rng.random() < 0.5 else b"[" + b",".join(lines) + b"]"
+    try:
+        records = split_body(body)
+    except MalformedBody as error:
+        assert str(error)
+    else:
+        assert all(isinstance(orjson.loads(r), dict) for r in records)

@@ -9,9 +9,10 @@ JSON, is too long, or is JSON of no known format becomes a ``Reject`` with a sta
 the lines around it are processed. Only a file that cannot be opened raises
 (``UnreadableFile``, an ``OSError``: replay exits 2 on it).
 
-Reasons: ``not_json``, ``unknown_format``, ``wrong_type``, ``missing_field``, ``line_too_long``,
-``not_gzip`` (a ``.gz`` that is not gzip: one reject for the file), ``truncated_gzip`` and
-``corrupt_gzip`` (after everything readable before the damage was yielded), ``read_error``.
+Reasons: ``not_json``, ``unknown_format``, ``wrong_type``, ``missing_field``, ``bad_timestamp``
+(outside 2000-2100), ``line_too_long``, ``not_gzip`` (a ``.gz`` that is not gzip: one reject for the
+file), ``truncated_gzip`` and ``corrupt_gzip`` (after everything readable before the damage was
+yielded), ``read_error``.
 """
 
 from __future__ import annotations
@@ -146,8 +147,16 @@ class _Slow:
         if self.pending is not None:
             if line[:1] in b" \t\r\n}" and line[:1]:
                 return self._continue(line)
-            return [self._drop_pending("not_json", "incomplete JSON object"), *self._fresh(line_no, line)]
+            # The line that ended the object early is a line of its own: decode it as the fast path would.
+            return [self._drop_pending("not_json", "incomplete JSON object"), *self._whole(line_no, line)]
         return self._fresh(line_no, line)
+
+    def _whole(self, line_no: int, line: bytes) -> list[Item]:
+        try:
+            value = _loads(line)
+        except _JSONDecodeError:
+            return self._fresh(line_no, line)
+        return _items(value, self.name, line_no, line)
 
     def finish(self) -> list[Item]:
         return [] if self.pending is None else [self._drop_pending("not_json", "incomplete JSON object at end")]
@@ -222,7 +231,7 @@ def _concatenated(text: bytes) -> list[Any] | None:
     while at < len(source):
         try:
             value, at = decoder.raw_decode(source, at)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             return None
         values.append(value)
         while at < len(source) and source[at] in " \t\r\n":

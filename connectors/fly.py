@@ -23,6 +23,7 @@ import orjson
 
 from connectors.fields import to_epoch
 from connectors.litellm import MESSAGE_CHARS, log_event, parse_json_log
+from models.redaction import redact
 from models.events import (
     SIG_APP_ERROR,
     SIG_CLEAN_EXIT,
@@ -91,7 +92,7 @@ def classify_line(
     event = log_event(ts, source, app, instance, region, level.upper())
     event.signal = signal = text_signal(message, provider, level.lower())
     event.ok = signal not in _BAD_SIGNALS
-    event.message = message[:MESSAGE_CHARS]
+    event.message = redact(message)[:MESSAGE_CHARS]
     return event
 
 

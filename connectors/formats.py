@@ -118,12 +118,43 @@ def _parse_fly_api_item(obj: dict[str, Any]) -> Event:
 
 def _check_labels(event: Event) -> None:
     # Labels become dict keys downstream: a list or an object there would crash an aggregator.
-    # str.join raises TypeError on any non-string, and is the cheapest check of the nine.
+    # str.join raises TypeError on any non-string, and is the cheapest check of the thirteen.
     try:
         "".join((event.provider, event.model, event.team, event.key, event.app, event.instance,
-                 event.region, event.error_class, event.call_type))
+                 event.region, event.error_class, event.call_type, event.request_id, event.trace_id,
+                 event.level, event.message))
     except TypeError:
-        raise Rejected("wrong_type", "a label field (provider, model, team, key, ...) is not a string") from None
+        raise Rejected("wrong_type", "a label or id field (provider, model, team, key, request_id, ...) "
+                                     "is not a string") from None
+    _check_numbers(event)
+
+
+# Plausible event times: 2000-01-01 to 2100-01-01. Beyond them a timestamp is a unit or clock error
+# (epoch microseconds, a year 9999), and one such event would move event time years ahead.
+MIN_TS, MAX_TS = 946684800.0, 4102444800.0
+
+
+_MAX_SQUARE = 1e26  # |each number| < 1e13: no request costs $10^13 or takes 10^13 tokens; a TB gauge is 1e12
+
+
+def _check_numbers(event: Event) -> None:
+    # One comparison for the time and one bounded sum for the rest: NaN fails every comparison, and
+    # a sum holding NaN, ±inf or an absurd magnitude is out of bounds. One such value would poison a
+    # window (inf - inf is NaN when it slides out) or overflow a sum of many.
+    ts = event.ts
+    if not MIN_TS <= ts <= MAX_TS:
+        raise Rejected("bad_timestamp", f"event time {ts!r} is not between 2000 and 2100")
+    # Squares, not abs(): no call per field, and no cancelling of a huge positive by a huge negative.
+    cost, latency, ttft, lag = event.cost, event.latency or 0.0, event.ttft or 0.0, event.lag or 0.0
+    value, budget, spend, tokens = event.value or 0.0, event.budget or 0.0, event.team_spend or 0.0, event.tokens
+    try:
+        total = (cost * cost + latency * latency + ttft * ttft + lag * lag + value * value + budget * budget
+                 + spend * spend + tokens * tokens)
+    except OverflowError:  # an integer beyond any float (a string of 400 digits)
+        total = float("inf")
+    if not total < _MAX_SQUARE:
+        raise Rejected("wrong_type", "a number (cost, tokens, latency, lag, value, budget, spend) is NaN, "
+                                     "infinite or beyond 1e13")
 
 
 def _json_type(value: object) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from connectors.fields import number, to_epoch
 from connectors.litellm import MESSAGE_CHARS, error_class_in
 from models.events import TRACE, Event, Rejected
+from models.redaction import redact
 
 __all__ = ["parse_observation", "parse_trace"]
 
@@ -36,7 +37,7 @@ def parse_observation(obj: dict[str, Any]) -> Event:
     failed = level == "ERROR"
     model = obj.get("providedModelName") or obj.get("model") or ""
     team = meta.get("user_api_key_team_alias") or ""
-    status_message = (obj.get("statusMessage") or "") if failed else ""
+    status_message = redact(obj.get("statusMessage") or "") if failed else ""
     if latency is None:
         latency = _span(start, end)
     cache_hit = meta.get("cache_hit")

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from connectors.fields import flag, number, to_epoch
+from models.redaction import redact
 from models.events import (
     LOG,
     REQUEST,
@@ -109,7 +110,7 @@ def parse_spendlog(obj: dict[str, Any]) -> Event:
     provider = obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model"))
     model = obj.get("model_group") or obj.get("model") or ""
     team = meta.get("user_api_key_team_alias") or obj.get("team_id") or meta.get("user_api_key_team_id") or ""
-    key = meta.get("user_api_key_alias") or (obj.get("api_key") or "")[:12]
+    key = meta.get("user_api_key_alias") or _hash_prefix(obj.get("api_key"))
     status = 200 if ok else http_status(error.get("error_code"), error.get("error_class"))
     error_class = "" if ok else error.get("error_class") or ""
     duration_ms = number(obj.get("request_duration_ms"))
@@ -161,7 +162,7 @@ def _classify(event: Event, message: str, component: str) -> None:
             event.signal, event.status, event.message = SIG_ACCESS, int(access[3]), access[2]
             event.ok = event.status < 400
             return
-    event.message = message[:MESSAGE_CHARS]
+    event.message = redact(message)[:MESSAGE_CHARS]  # provider errors quote the key they were given
     if component in _PROXY_COMPONENTS and event.level in _ERROR_LEVELS:
         _proxy_exception(event, message)
     elif "Starting LiteLLM Proxy Server" in message:
@@ -214,3 +215,10 @@ def _spendlog_metadata(meta: object) -> dict[str, Any]:
     if type(meta) is str:
         meta = orjson.loads(meta) if meta else None
     return meta or _EMPTY  # type: ignore[return-value]
+
+
+def _hash_prefix(api_key: object) -> str:
+    # SpendLogs store the hashed token; an export that holds the raw ``sk-…`` key must not leak 12 of its characters.
+    if not api_key:
+        return ""
+    return "sk-" + "***" if api_key[:3] == "sk-" else api_key[:12]  # type: ignore[index]

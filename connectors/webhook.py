@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from connectors.delivery import Outcome
 
-__all__ = ["WebhookSink", "render_body", "sign", "fingerprint", "FORMATS", "redact_url"]
+__all__ = ["WebhookSink", "render_body", "sign", "verify", "fingerprint", "FORMATS", "redact_url"]
 
 FORMATS = ("gatewatch", "alertmanager", "simple")
 AM_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt while an alert is firing
@@ -38,6 +38,19 @@ def redact_url(url: str) -> str:
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, now: float, tolerance: float = 300.0) -> bool:
+    """A receiver's check of ``X-Gatewatch-Signature``: the HMAC compared in constant time (no early
+    exit at the first differing byte to time), and a timestamp within ``tolerance`` seconds of ``now``
+    so that a captured request cannot be replayed later."""
+    try:
+        sent = float(timestamp)
+    except ValueError:
+        return False
+    if not abs(now - sent) <= tolerance:  # also false for NaN
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode("utf-8", "replace"))
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:

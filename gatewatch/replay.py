@@ -19,8 +19,10 @@ import orjson
 
 from connectors.files import iter_file
 from connectors.recent import RecentKeys
+from models.clock import FUTURE, SourceClock
 from models.config import Config
 from models.engine import Engine
+from models.redaction import redact
 from models.events import REQUEST, Event
 
 
@@ -62,20 +64,50 @@ class RejectLog:
         if self.out is not None:
             if isinstance(raw, bytes):
                 raw = raw.decode("utf-8", "replace")
-            rec = {"reason": reason, "detail": detail, "file": path, "line": line_no, "raw": raw[:2000]}
+            rec = {"reason": reason, "detail": redact(detail), "file": path, "line": line_no, "raw": redact(raw[:2000])}
             self.out.write(orjson.dumps(rec) + b"\n")
 
 
 def file_events(path: str, on_reject: RejectLog, order: int) -> Iterator[tuple[float, int, int, Event]]:
-    """(ts, file order, sequence, event): sortable without comparing events."""
+    """(ts, file order, sequence, event): sortable without comparing events.
+
+    Each file is one source with its own clock: an event far ahead of the file's own time is held
+    until the events after it confirm the jump, else rejected ``future_timestamp`` (models/clock.py).
+    """
     seq = 0
+    clock: SourceClock[Event] = SourceClock()
     for item in iter_file(path):
         if isinstance(item, list):
             for ev in item:
+                ts = ev.ts
+                if clock.pending or ts > clock.limit:  # held or far ahead: let the clock judge
+                    for admitted, held_ts, held in clock.one(ts, ev):
+                        if admitted:
+                            seq += 1
+                            yield held_ts, order, seq, held
+                        else:
+                            _future(on_reject, path, held, clock)
+                    continue
+                if ts > clock.newest:  # the clock's own bookkeeping, inlined (the hot path)
+                    clock.newest, clock.limit = ts, ts + clock.max_ahead
                 seq += 1
-                yield ev.ts, order, seq, ev
+                yield ts, order, seq, ev
         else:
             on_reject(item.reason, item.file, item.line_no, item.raw_prefix, item.detail)
+    for admitted, ts, ev in clock.end():
+        if admitted:
+            seq += 1
+            yield ts, order, seq, ev
+        else:
+            _future(on_reject, path, ev, clock)
+
+
+def _future(on_reject: RejectLog, path: str, ev: Event, clock: SourceClock) -> None:
+    detail = f"{ev.kind} at {ev.ts:.3f} is over {clock.max_ahead:.0f} s ahead of the file's time {clock.newest}"
+    on_reject(FUTURE, path, 0, f"{ev.source} {ev.kind} {ev.request_id or ev.trace_id}", detail)
+
+
+TOO_LATE = "too_late"
 
 
 class Deduper:
@@ -171,8 +203,9 @@ def replay(
     paths = list(paths)
     summary = Summary(files=len(paths))
     engine = engine or Engine(config)
+    on_reject = RejectLog(summary, rejects)
     if events is None:
-        events = merged_events(paths, RejectLog(summary, rejects), summary)
+        events = merged_events(paths, on_reject, summary)
     pacer, bar = Pacer(speed), Progress(progress)
     t0 = time.perf_counter()
 
@@ -181,7 +214,7 @@ def replay(
             out.write(orjson.dumps(note) + b"\n")
         summary.notifications += len(notes)
 
-    n = 0
+    n, late = 0, engine.late_dropped
     process, paced = engine.process, bool(speed)
     for ev in events:
         n += 1
@@ -190,11 +223,15 @@ def replay(
         if paced:
             pacer.wait(ev.ts)
         notes = process(ev)
+        if engine.late_dropped != late:  # older than the engine's retention: counted, not folded in
+            late = engine.late_dropped
+            on_reject(TOO_LATE, "", 0, f"{ev.source} {ev.kind} {ev.request_id or ev.trace_id}",
+                      f"event time {ev.ts:.3f} is before the oldest minute kept ({engine.retention} min)")
         if notes:
             emit(notes)
     emit(engine.finish())
     bar.done()
-    summary.records = n + summary.duplicates
+    summary.records = n + summary.duplicates - summary.rejected[TOO_LATE]
     summary.incidents = engine.incidents.total
     summary.elapsed = time.perf_counter() - t0
     return summary

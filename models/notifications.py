@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from models.redaction import redact_value
+
 
 def iso(ts: float) -> str:
     """Epoch seconds as ``2026-09-14T09:04:10.000Z`` (millisecond precision, UTC)."""
@@ -81,7 +83,7 @@ def render_notification(inc, status: str, now: float, reason: str) -> dict:
     for a in sorted(alerts, key=lambda a: (-{"critical": 2, "warning": 1}.get(a.severity, 0), a.started_at)):
         if a.category not in categories:
             categories.append(a.category)
-    return {
+    return redact_value({  # a key alias or an error text quoted in a title must not carry a secret out
         "incident": inc.id,
         "status": status,
         "category": primary.category,
@@ -95,7 +97,7 @@ def render_notification(inc, status: str, now: float, reason: str) -> dict:
         "reason": reason,
         "categories": categories,
         "summary": summary_text(inc, alerts, labels, status, now),
-    }
+    })  # type: ignore[return-value]
 
 
 def summary_text(inc, alerts, labels, status: str, now: float) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from models import events as E
+from models.cardinality import OVERFLOW, Cardinality
 from models.windows import STEP, Bucket, latency_bin
 
 LEAF, APP, TRACING, GAUGE = "leaf", "app", "tracing", "gauge"
@@ -74,9 +75,10 @@ def fold_trace(b: Bucket, ev: E.Event) -> None:
 class Partials:
     """Partial buckets by ``(kind, key, minute)`` plus side facts, until drained."""
 
-    __slots__ = ("buckets", "implied", "spend", "reported_spend", "budgets", "max_ts", "events")
+    __slots__ = ("buckets", "implied", "spend", "reported_spend", "budgets", "max_ts", "events", "cardinality",
+                 "known_leaves")
 
-    def __init__(self) -> None:
+    def __init__(self, cardinality: Cardinality | None = None) -> None:
         self.buckets: dict[tuple[str, tuple, int], Bucket] = {}
         self.implied: dict[tuple[str, str], dict[str, str]] = {}
         self.spend: defaultdict[tuple[int, str], float] = defaultdict(float)
@@ -84,6 +86,8 @@ class Partials:
         self.budgets: dict[str, float] = {}
         self.max_ts: float | None = None
         self.events = 0
+        self.cardinality = cardinality or Cardinality()  # caps distinct values per leaf dimension
+        self.known_leaves = self.cardinality.leaves
 
     def _bucket(self, kind: str, key: tuple, minute: int) -> Bucket:
         k = (kind, key, minute)
@@ -99,12 +103,14 @@ class Partials:
         kind = ev.kind
         # The bucket lookups of the three frequent kinds are inlined (this runs once per event).
         if kind == E.REQUEST:
-            k = (LEAF, (ev.provider, ev.model, ev.team, ev.key), minute)
+            leaf = (ev.provider, ev.model, ev.team, ev.key)
+            leaf = self.known_leaves.get(leaf) or self.cardinality.leaf(leaf, minute)
+            k = (LEAF, leaf, minute)
             b = self.buckets.get(k)
             if b is None:
                 b = self.buckets[k] = Bucket()
             fold_request(b, ev)
-            self._note_request(ev)
+            self._note_request(ev, leaf)
         elif kind == E.LOG:
             if ev.signal != E.SIG_ACCESS and ev.signal not in _LOG_COUNTERS:
                 return None
@@ -137,16 +143,16 @@ class Partials:
         b.gauge_n += 1
         b.gauge_sum += value
 
-    def _note_request(self, ev: E.Event) -> None:
-        team = ev.team
-        if ev.model and ev.provider and ("model", ev.model) not in self.implied:
-            self.implied[("model", ev.model)] = {"provider": ev.provider}
-        if ev.key and team and ("key", ev.key) not in self.implied:
-            self.implied[("key", ev.key)] = {"team": team}
+    def _note_request(self, ev: E.Event, leaf: tuple[str, str, str, str]) -> None:
+        provider, model, team, key = leaf  # capped: a flood of names must not grow these either
+        if model and provider and ("model", model) not in self.implied and model != OVERFLOW:
+            self.implied[("model", model)] = {"provider": provider}
+        if key and team and ("key", key) not in self.implied and key != OVERFLOW:
+            self.implied[("key", key)] = {"team": team}
         day = int(ev.ts // 86400)
         if ev.cost:
             self.spend[(day, team)] += ev.cost
-        if team:
+        if team and team != OVERFLOW:
             if ev.team_spend is not None and ev.team_spend > self.reported_spend.get((day, team), 0.0):
                 self.reported_spend[(day, team)] = ev.team_spend
             if ev.budget:

@@ -245,12 +245,12 @@ def rules_from_config(overrides: dict | None) -> tuple[Rule, ...]:
         spec = {("for_" if k == "for" else k): v for k, v in (spec or {}).items()}
         if "scopes" in spec:
             spec["scopes"] = tuple(spec["scopes"])
-        _check(name, spec)
+        check_rule(name, spec)
         rules[name] = replace(rules[name], **spec) if name in rules else Rule(name=name, **spec)
     return tuple(r for r in rules.values() if r.enabled)
 
 
-def _check(name: str, spec: dict) -> None:
+def check_rule(name: str, spec: dict) -> None:
     allowed = set(Rule.__dataclass_fields__) - {"name"}
     unknown = set(spec) - allowed
     if unknown:

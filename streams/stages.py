@@ -22,6 +22,7 @@ from connectors.recent import RecentKeys
 from models.engine import Engine
 from models.events import Rejected
 from models.partials import Partials
+from models.redaction import redact
 from streams.watermark import Watermark
 
 __all__ = ["RawBatch", "ingest_batch", "DetectStage"]
@@ -57,9 +58,9 @@ def ingest_batch(raw: RawBatch) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def _reject(raw: RawBatch, line: bytes, rej: Rejected) -> dict[str, Any]:
-    return {"stage": "parse", "reason": rej.reason, "detail": rej.detail, "source": raw.source,
+    return {"stage": "parse", "reason": rej.reason, "detail": redact(rej.detail), "source": raw.source,
             "topic": raw.topic, "partition": raw.partition, "offset": raw.offset,
-            "raw": line[:RAW_KEEP].decode("utf-8", "replace")}
+            "raw": redact(line[:RAW_KEEP].decode("utf-8", "replace"))}
 
 
 @dataclass

@@ -87,10 +87,10 @@ def test_config_overrides_threshold_and_disables_rules():
 
 
 @pytest.mark.parametrize("doc, message", [
-    ({"rules": {"GatewayHigh5xxRate": {"treshold": 1}}}, "unknown keys"),
+    ({"rules": {"GatewayHigh5xxRate": {"treshold": 1}}}, "treshold: unknown field"),
     ({"rules": {"X": {"category": "nope", "severity": "warning", "scopes": ["gateway"],
                       "metric": "error_rate", "op": ">", "threshold": 1}}}, "category"),
-    ({"budget": {}}, "unknown configuration keys"),
+    ({"budget": {}}, "budget: unknown field"),
 ])
 def test_bad_config_is_a_clear_error(doc, message):
     with pytest.raises(ValueError, match=message):

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from gatewatch.settings import Settings, load_settings
+from models.redaction import redact
 
 HELP = "tail one live source (fly, litellm-http, litellm-db, langfuse, redis, postgres, probe, file) into Kafka"
 log = logging.getLogger("gatewatch.tail")
@@ -159,7 +160,7 @@ class _JsonLogFormatter(logging.Formatter):
         out.update(getattr(record, "kv", {}) or {})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return redact(json.dumps(out, default=str))  # an exception text may quote a key or a DSN
 
 
 def _setup_logging(level: str) -> None:

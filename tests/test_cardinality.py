@@ -16,7 +16,7 @@ import pytest
 
 from connectors.files import iter_file
 from gatewatch.commands.replay import build_engine
-from gatewatch.demo import match
+from models.scoring import score
 from models.cardinality import OVERFLOW, Cardinality, forget_idle
 from models.config import Config
 from models.engine import Engine
@@ -108,8 +108,9 @@ def test_a_million_distinct_keys_stay_bounded_and_the_incidents_still_page(sim) 
     print(f"1M distinct keys: engine state +{state / 2**20:.1f} MB (pickled), process +{rss_growth / 2**20:.0f} MB "
           f"RSS, {len(keys)} key series, {engine.acc.cardinality.overflowed[3]:,} requests under {OVERFLOW}")
     assert len(keys) <= 2001 and ("key", OVERFLOW) in engine.series
-    assert all(row["detected"] for row in match(labels, notes)), match(labels, notes)
-    assert all(row["detected"] for row in match(labels, calm_notes))
+    flooded = score(labels, notes)
+    assert flooded.detected == flooded.incidents, flooded.rows
+    assert score(labels, calm_notes).detected == flooded.incidents
     floods = [a for n in notes if n["status"] == "firing" for a in n["alerts"] if a["name"] == "CardinalityFlood"]
     assert floods and {a["labels"]["dimension"] for a in floods} == {"key"} and floods[0]["category"] == "resource"
     flood_incidents = {n["incident"] for n in notes if any(a["name"] == "CardinalityFlood" for a in n["alerts"])}

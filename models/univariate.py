@@ -47,8 +47,8 @@ How it works, and why each part is there:
    ``max_protect`` points in a row, after which the new regime is accepted.
 
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
-missing timestamp only disables the seasonal forecasters for that point. State is ~25
-floats plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
+missing timestamp only disables the seasonal forecasters for that point. State is ~30
+numbers plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
 2.3 KB in memory per detector.
 """
 
@@ -334,7 +334,10 @@ class UnivariateDetector:
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         version = state.pop("version", None)
-        if version != self.VERSION:
+        if version == 3:  # v3 lacked the refractory period: the defaults, expired (no alarm yet)
+            fresh = UnivariateDetector()
+            state.update({k: getattr(fresh, k) for k in ("refractory", "escalate", "since_alarm", "alarm")})
+        elif version != self.VERSION:
             raise ValueError(f"UnivariateDetector state version {version!r}, expected {self.VERSION}")
         for k, v in state.items():
             setattr(self, k, v)

@@ -41,6 +41,18 @@ def test_state_carries_a_version():
         pickle.loads(pickle.dumps(det)).__setstate__(state)
 
 
+def test_v3_state_loads_with_the_refractory_period_expired():
+    det = UnivariateDetector()
+    steady(det, 200)
+    state = det.__getstate__()
+    for k in ("refractory", "escalate", "since_alarm", "alarm"):
+        del state[k]
+    state["version"] = 3
+    old = UnivariateDetector.__new__(UnivariateDetector)
+    old.__setstate__(state)
+    assert pickle.dumps(old) == pickle.dumps(det)
+
+
 def noisy(det: UnivariateDetector, n: int, start: int = 0, offset: float = 0.0, seed: int = 1) -> list[float]:
     rng = random.Random(seed)
     return [det.update(50.0 + offset + rng.gauss(0.0, 1.0), t=(start + i) * 300.0) for i in range(n)]

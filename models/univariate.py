@@ -36,14 +36,19 @@ How it works, and why each part is there:
    lasts. Mapped to [0, 1] as ``onset / (onset + 10)``, monotone and unsaturated, so
    strong anomalies stay ranked. A score is then reported only if it beats the decayed
    highest score of recent points (half-life ``hold_halflife``), else 0: a staircase of
-   onsets (4, 8, 12 bits) is one alarm, not three.
+   onsets (4, 8, 12 bits) is one alarm, not three. After a *flagged* alarm (above
+   ``protect``) nothing is reported for ``refractory`` points unless it is at least
+   ``escalate`` times that alarm: an incident's aftershocks and its return to normal are
+   part of it, not new alarms, while a much stronger onset still gets through (a blip
+   must not mute the outage that follows it). NAB likewise credits only the first
+   detection in a window and charges every one outside.
 6. **Protection.** A point scored above ``protect`` is not learned by the forecasters
    (River's ``AnomalyFilter(protect_anomaly_detector=True)``), for at most
    ``max_protect`` points in a row, after which the new regime is accepted.
 
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
-missing timestamp only disables the seasonal forecasters for that point. State is ~25
-floats plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
+missing timestamp only disables the seasonal forecasters for that point. State is ~30
+numbers plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
 2.3 KB in memory per detector.
 """
 
@@ -106,14 +111,14 @@ class UnivariateDetector:
     (0.0, True)
     """
 
-    VERSION = 3  # 3: daily + weekly profiles, shift channel, score hold
+    VERSION = 4  # 3: daily + weekly profiles, shift channel, score hold; 4: refractory period
 
     # slots, and float arrays rather than lists: ~1.5 KB in memory per detector
     __slots__ = ("warmup", "clip", "zcap", "sd_floor", "protect", "max_protect", "cap_slack",
                  "cap_routine", "seed", "a_fast", "a_slow", "a_mad", "a_season", "a_long", "a_shift",
                  "peak_decay", "hold_decay", "n", "last_t", "step", "fast", "fast_mad", "slow",
                  "slow_mad", "shift", "season", "season_mad", "long_mean", "long_var", "cap_rate",
-                 "peak", "held", "protect_run")
+                 "peak", "held", "protect_run", "refractory", "escalate", "since_alarm", "alarm")
 
     def __init__(
         self,
@@ -129,6 +134,8 @@ class UnivariateDetector:
         sd_floor: float = 0.1,
         peak_halflife: float = 60.0,
         hold_halflife: float = 30.0,
+        refractory: int = 50,
+        escalate: float = 2.0,
         protect: float = 0.3,
         max_protect: int = 5,
         cap_hits: float = 20.0,
@@ -146,6 +153,8 @@ class UnivariateDetector:
         self.a_mad, self.a_season = 2.0 / (mad_span + 1), 2.0 / (season_span + 1)
         self.a_long, self.a_shift = 2.0 / (long_span + 1), 2.0 / (shift_span + 1)
         self.peak_decay = 0.5 ** (1.0 / peak_halflife)
+        self.refractory, self.escalate = refractory, escalate
+        self.since_alarm, self.alarm = refractory, 0.0  # points since the last flagged alarm, its score
         self.hold_decay = 0.5 ** (1.0 / hold_halflife)
         self.n, self.last_t, self.step = 0, None, None
         self.fast = self.fast_mad = self.slow = self.slow_mad = self.shift = 0.0
@@ -192,10 +201,24 @@ class UnivariateDetector:
         peak, held = self.peak * self.peak_decay, self.held * self.hold_decay
         onset = max(0.0, bits - peak)
         score = onset / (onset + 10.0)  # 10 bits (tail 1e-10) -> 0.5
+        reported = self._report(score if score > held else 0.0)
         if learn:
             self.peak, self.held, self.shift = max(peak, bits), max(held, score), shift
             self._learn(x, t, slots, evidence, flagged=score > self.protect)
-        return score if score > held else 0.0
+            self._observe_alarm(reported)
+        return reported
+
+    def _report(self, score: float) -> float:
+        """``score``, or 0 within the refractory period of a flagged alarm it does not escalate."""
+        if self.since_alarm < self.refractory and score < self.escalate * self.alarm:
+            return 0.0
+        return score
+
+    def _observe_alarm(self, reported: float) -> None:
+        if reported > self.protect:
+            self.since_alarm, self.alarm = 0, reported
+        else:
+            self.since_alarm = min(self.since_alarm + 1, self.refractory)
 
     def _sigma(self, mad: float) -> float:
         # 1.25 * mean absolute deviation = sigma for Gaussian noise; the floor keeps a
@@ -311,7 +334,10 @@ class UnivariateDetector:
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         version = state.pop("version", None)
-        if version != self.VERSION:
+        if version == 3:  # v3 lacked the refractory period: the defaults, expired (no alarm yet)
+            fresh = UnivariateDetector()
+            state.update({k: getattr(fresh, k) for k in ("refractory", "escalate", "since_alarm", "alarm")})
+        elif version != self.VERSION:
             raise ValueError(f"UnivariateDetector state version {version!r}, expected {self.VERSION}")
         for k, v in state.items():
             setattr(self, k, v)

@@ -41,6 +41,18 @@ def test_state_carries_a_version():
         pickle.loads(pickle.dumps(det)).__setstate__(state)
 
 
+def test_v3_state_loads_with_the_refractory_period_expired():
+    det = UnivariateDetector()
+    steady(det, 200)
+    state = det.__getstate__()
+    for k in ("refractory", "escalate", "since_alarm", "alarm"):
+        del state[k]
+    state["version"] = 3
+    old = UnivariateDetector.__new__(UnivariateDetector)
+    old.__setstate__(state)
+    assert pickle.dumps(old) == pickle.dumps(det)
+
+
 def noisy(det: UnivariateDetector, n: int, start: int = 0, offset: float = 0.0, seed: int = 1) -> list[float]:
     rng = random.Random(seed)
     return [det.update(50.0 + offset + rng.gauss(0.0, 1.0), t=(start + i) * 300.0) for i in range(n)]
@@ -70,7 +82,7 @@ def test_hold_reports_an_alarm_once_unless_a_stronger_one_follows():
         return sum(1 for i, s in enumerate(scores) if s >= 0.2 and max(scores[max(0, i - 3):i], default=0) >= s)
 
     held = sum(repeats(spiky(UnivariateDetector(), seed)) for seed in range(5, 10))
-    unheld = sum(repeats(spiky(UnivariateDetector(hold_halflife=1e-6), seed)) for seed in range(5, 10))
+    unheld = sum(repeats(spiky(UnivariateDetector(hold_halflife=1e-6, refractory=0), seed)) for seed in range(5, 10))
     assert held == 0 < unheld
 
 
@@ -84,3 +96,27 @@ def test_daily_profile_flags_a_missing_daily_peak():
         det.update(level[i % 24] + rng.gauss(0.0, 1.0), t=i * 3600.0)
     flat = [det.update(20.0 + rng.gauss(0.0, 1.0), t=(24 * 10 + h) * 3600.0) for h in range(24)]
     assert max(flat[9:12]) > 0.3
+
+
+def second_spike(first: float, gap: int, second: float, refractory: int) -> tuple[float, float]:
+    """Scores of a spike of ``first`` sigmas and of one of ``second`` sigmas ``gap`` points later."""
+    rng, det = random.Random(1), UnivariateDetector(warmup=50, refractory=refractory)
+    for i in range(1000):
+        det.update(50.0 + rng.gauss(0.0, 1.0), t=i * 300.0)
+    alarm = det.update(50.0 + first, t=1000 * 300.0)
+    for i in range(1, gap):
+        det.update(50.0 + rng.gauss(0.0, 1.0), t=(1000 + i) * 300.0)
+    return alarm, det.update(50.0 + second, t=(1000 + gap) * 300.0)
+
+
+@pytest.mark.parametrize("first, gap, second, refractory, reported", [
+    (6.0, 40, 6.0, 50, False),  # the same onset again within the refractory period: part of it
+    (6.0, 40, 6.0, 0, True),  # ... a new alarm without one
+    (6.0, 70, 6.0, 50, True),  # after the refractory period: a new alarm
+    (4.4, 20, 40.0, 50, True),  # at least twice the alarm: escalates through the period
+    (4.6, 20, 40.0, 50, False),  # strong, but less than twice the (stronger) alarm
+])
+def test_refractory_period_after_a_flagged_alarm(first, gap, second, refractory, reported):
+    alarm, score = second_spike(first, gap, second, refractory)
+    assert alarm > 0.3  # flagged: it opens a refractory period
+    assert (score > 0.0) is reported

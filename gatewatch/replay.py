@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import IO, Iterable, Iterator
 
 import orjson
@@ -22,6 +23,8 @@ from connectors.recent import RecentKeys
 from models.config import Config
 from models.engine import Engine
 from models.events import REQUEST, Event
+
+_EVENT_TIME = attrgetter("ts")
 
 
 @dataclass
@@ -66,14 +69,11 @@ class RejectLog:
             self.out.write(orjson.dumps(rec) + b"\n")
 
 
-def file_events(path: str, on_reject: RejectLog, order: int) -> Iterator[tuple[float, int, int, Event]]:
-    """(ts, file order, sequence, event): sortable without comparing events."""
-    seq = 0
+def file_events(path: str, on_reject: RejectLog) -> Iterator[Event]:
+    """The events of one file in file order; its rejects go to ``on_reject`` as they are met."""
     for item in iter_file(path):
-        if isinstance(item, list):
-            for ev in item:
-                seq += 1
-                yield ev.ts, order, seq, ev
+        if type(item) is list:
+            yield from item
         else:
             on_reject(item.reason, item.file, item.line_no, item.raw_prefix, item.detail)
 
@@ -139,7 +139,8 @@ def replay(
     summary = Summary(files=len(paths))
     engine = engine or Engine(config)
     on_reject = RejectLog(summary, rejects)
-    merged = heapq.merge(*(file_events(p, on_reject, i) for i, p in enumerate(paths)))
+    # By event time; on a tie the earlier file first (heapq.merge breaks ties by iterator order).
+    merged = heapq.merge(*(file_events(p, on_reject) for p in paths), key=_EVENT_TIME)
     dedup, pacer, bar = Deduper(), Pacer(speed), Progress(progress)
     t0 = time.perf_counter()
 
@@ -150,15 +151,15 @@ def replay(
 
     n = 0
     process, duplicate, paced = engine.process, dedup.duplicate, bool(speed)
-    for ts, _, _, ev in merged:
+    for ev in merged:
         if ev.kind == REQUEST and duplicate(ev):  # only requests are deduplicated
             summary.duplicates += 1
             continue
         n += 1
         if n & 0x3FFF == 0:
-            bar.tick(n, ts)
+            bar.tick(n, ev.ts)
         if paced:
-            pacer.wait(ts)
+            pacer.wait(ev.ts)
         notes = process(ev)
         if notes:
             emit(notes)

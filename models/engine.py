@@ -35,13 +35,18 @@ class Engine:
         self.config = config or Config()
         self.rules_by_dim: dict[str, list[Rule]] = defaultdict(list)
         specs: dict[str, set[tuple[int, int]]] = defaultdict(set)
+        quantiled: dict[str, set[tuple[int, int]]] = defaultdict(set)  # sums a quantile is read from
         for rule in self.config.rules:
             for dim in rule.scopes:
                 self.rules_by_dim[dim].append(rule)
-                specs[dim].add((rule.window, 0))
-                if rule.baseline:
-                    specs[dim].add((rule.baseline, rule.window))
+                mine = {(rule.window, 0), (rule.baseline, rule.window)} if rule.baseline else {(rule.window, 0)}
+                specs[dim] |= mine
+                if rule.reads_quantiles():
+                    quantiled[dim] |= mine
         self.specs = {dim: tuple(sorted(s)) for dim, s in specs.items()}
+        # Sums without histograms (SeriesWindow ``plain``); whoever adds a spec that reads a
+        # quantile (the anomaly models) removes it from here.
+        self.plain_specs = {dim: frozenset(s - quantiled[dim]) for dim, s in specs.items()}
         self.retention = max((length + offset for s in self.specs.values() for length, offset in s), default=60)
         self.series: dict[tuple[str, str], SeriesWindow] = {}
         self.states: dict[tuple[str, tuple[str, str]], RuleState] = {}
@@ -118,7 +123,7 @@ class Engine:
         key = (dim, value)
         w = self.series.get(key)
         if w is None:
-            w = self.series[key] = SeriesWindow(self.specs.get(dim, ((1, 0),)))
+            w = self.series[key] = SeriesWindow(self.specs.get(dim, ((1, 0),)), self.plain_specs.get(dim, frozenset()))
         return w
 
     def _merge(self, dim: str, value: str, minute: int, part: Bucket) -> None:

@@ -193,3 +193,6 @@ METRICS: dict[str, Metric] = {
     "trace_coverage": trace_coverage,
     "gauge_mean": gauge_mean,
 }
+
+# The metrics that read a histogram (a quantile); every other one reads only counters.
+QUANTILE_METRICS = frozenset({"latency_p95", "latency_p95_ratio", "latency_p50_ratio", "ingestion_lag_p95"})

@@ -17,7 +17,7 @@ from collections import defaultdict
 from models import events as E
 from models.config import Config
 from models.incidents import Alert, IncidentManager
-from models.metrics import Reading
+from models.metrics import VOLUME_FIELD, Reading
 from models.notifications import fmt_value, where
 from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
@@ -44,6 +44,7 @@ class Engine:
                 if rule.reads_quantiles():
                     quantiled[dim] |= mine
         self.specs = {dim: tuple(sorted(s)) for dim, s in specs.items()}
+        self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
         # Sums without histograms (SeriesWindow ``plain``); whoever adds a spec that reads a
         # quantile (the anomaly models) removes it from here.
         self.plain_specs = {dim: frozenset(s - quantiled[dim]) for dim, s in specs.items()}
@@ -165,14 +166,20 @@ class Engine:
     def close_minute(self, minute: int) -> list[dict]:
         now = (minute + 1) * STEP
         self._absorb(self.acc.pop_through(minute))
+        states, gates = self.states, self.volume_gates
         for key, w in list(self.series.items()):
+            rules = self.rules_by_dim.get(key[0], ())
             if w.idle():
-                if not any(self.states.get((r.name, key)) for r in self.rules_by_dim.get(key[0], ())):
+                if not any(states.get((r.name, key)) for r in rules):
                     continue
             w.close(minute)
-            for rule in self.rules_by_dim.get(key[0], ()):
+            sums = w.sums
+            for rule in rules:
                 if rule.series and rule.series != key[1]:
                     continue
+                gate = gates.get(rule.name)
+                if gate is not None and getattr(sums[gate[0]], gate[1]) < gate[2] and (rule.name, key) not in states:
+                    continue  # too thin to be judged, and nothing pending or firing: it cannot change
                 self._judge(rule, key, w, minute, now)
         for det in self.extra_detectors:
             det.on_minute(self, minute)
@@ -238,6 +245,14 @@ class Engine:
             detector="rule", labels=labels, value=r.actual, threshold=_threshold(rule, r, baseline),
             started_at=state.pending_since, title=title, baseline=baseline,
         )
+
+
+def _volume_gate(rule: Rule) -> tuple[tuple[int, int], str, float] | None:
+    """(window spec, counter, minimum) when the rule's volume guard is one counter of its window."""
+    field = VOLUME_FIELD.get(rule.metric)
+    if field is None or rule.min_volume <= 0:
+        return None
+    return (rule.window, 0), field, rule.min_volume
 
 
 def _log_count(b: Bucket) -> int:

@@ -8,23 +8,20 @@ Rejected lines are counted by reason and, with ``--rejects``, kept with their re
 
 from __future__ import annotations
 
-import heapq
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import IO, Iterable, Iterator
 
 import orjson
 
 from connectors.files import iter_file
+from gatewatch.merge import merge_by_time
 from connectors.recent import RecentKeys
 from models.config import Config
 from models.engine import Engine
 from models.events import REQUEST, Event
-
-_EVENT_TIME = attrgetter("ts")
 
 
 @dataclass
@@ -69,13 +66,20 @@ class RejectLog:
             self.out.write(orjson.dumps(rec) + b"\n")
 
 
-def file_events(path: str, on_reject: RejectLog) -> Iterator[Event]:
-    """The events of one file in file order; its rejects go to ``on_reject`` as they are met."""
+def file_chunks(path: str, on_reject: RejectLog, size: int = 2048) -> Iterator[list[Event]]:
+    """The events of one file in file order, in lists of about ``size``; its rejects go to
+    ``on_reject`` as they are read."""
+    chunk: list[Event] = []
     for item in iter_file(path):
         if type(item) is list:
-            yield from item
+            chunk += item
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
         else:
             on_reject(item.reason, item.file, item.line_no, item.raw_prefix, item.detail)
+    if chunk:
+        yield chunk
 
 
 class Deduper:
@@ -139,8 +143,7 @@ def replay(
     summary = Summary(files=len(paths))
     engine = engine or Engine(config)
     on_reject = RejectLog(summary, rejects)
-    # By event time; on a tie the earlier file first (heapq.merge breaks ties by iterator order).
-    merged = heapq.merge(*(file_events(p, on_reject) for p in paths), key=_EVENT_TIME)
+    merged = merge_by_time([file_chunks(p, on_reject) for p in paths])
     dedup, pacer, bar = Deduper(), Pacer(speed), Progress(progress)
     t0 = time.perf_counter()
 
@@ -151,18 +154,19 @@ def replay(
 
     n = 0
     process, duplicate, paced = engine.process, dedup.duplicate, bool(speed)
-    for ev in merged:
-        if ev.kind == REQUEST and duplicate(ev):  # only requests are deduplicated
-            summary.duplicates += 1
-            continue
-        n += 1
-        if n & 0x3FFF == 0:
-            bar.tick(n, ev.ts)
-        if paced:
-            pacer.wait(ev.ts)
-        notes = process(ev)
-        if notes:
-            emit(notes)
+    for batch in merged:
+        for ev in batch:
+            if ev.kind == REQUEST and duplicate(ev):  # only requests are deduplicated
+                summary.duplicates += 1
+                continue
+            n += 1
+            if n & 0x3FFF == 0:
+                bar.tick(n, ev.ts)
+            if paced:
+                pacer.wait(ev.ts)
+            notes = process(ev)
+            if notes:
+                emit(notes)
     emit(engine.finish())
     bar.done()
     summary.records = n + summary.duplicates

@@ -85,9 +85,11 @@ def _take(bufs: list[list[Event]], bound: float) -> list[Event]:
         if k:
             parts.append(buf[:k])
             bufs[i] = buf[k:]
-    if len(parts) == 1:
-        return parts[0]
-    batch = [ev for part in parts for ev in part]
+    if len(parts) <= 1:
+        return parts[0] if parts else []
+    batch = parts[0]  # a fresh slice: safe to extend
+    for part in parts[1:]:
+        batch += part
     batch.sort(key=_TS)  # stable: equal times stay in file order, earlier file first
     return batch
 

@@ -62,6 +62,15 @@ class Engine:
         self.late_dropped = 0
         self.extra_detectors: list = []  # anomaly detectors: objects with .on_minute(engine, minute)
 
+    def __setstate__(self, state: dict) -> None:
+        """Snapshots of engines from before ``plain_specs``/``volume_gates`` load with them filled
+        in (no plain sums: every new window keeps its histograms, as it did then)."""
+        self.__dict__.update(state)
+        if "volume_gates" not in state:
+            self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
+        if "plain_specs" not in state:
+            self.plain_specs = {}
+
     # --- input --------------------------------------------------------------------
     def process(self, ev: E.Event) -> list[dict]:
         ts = ev.ts

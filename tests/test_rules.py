@@ -149,3 +149,24 @@ def test_volume_field_is_the_metric_volume():
                 assert r.volume == getattr(w, field), name
                 checked += 1
     assert checked > 1000
+
+
+def test_engine_snapshot_from_before_the_speed_fields_still_runs():
+    """A worker snapshot pickled before ``Engine.plain_specs``/``volume_gates`` (and
+    ``SeriesWindow.plain``) existed must restore and keep detecting."""
+    import pickle
+
+    eng = Engine()
+    for ev in traffic(30, 60):
+        eng.process(ev)
+    state = dict(eng.__dict__)
+    del state["plain_specs"], state["volume_gates"]
+    for w in state["series"].values():
+        object.__setattr__(w, "plain", frozenset())
+    old = Engine.__new__(Engine)
+    old.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.plain_specs == {} and restored.volume_gates == eng.volume_gates
+    outage = traffic(15, 60, start=T0 + 1800, fail_every=2)
+    notes = [n for ev in outage for n in restored.process(ev)] + restored.finish()
+    assert "GatewayErrorRateCritical" in fired(notes)

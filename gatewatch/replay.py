@@ -8,7 +8,6 @@ Rejected lines are counted by reason and, with ``--rejects``, kept with their re
 
 from __future__ import annotations
 
-import heapq
 import sys
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ import orjson
 
 from connectors.files import iter_file
 from connectors.recent import RecentKeys
+from gatewatch.merge import merge_by_time
 from models.clock import FUTURE, SourceClock
 from models.config import Config
 from models.engine import Engine
@@ -68,38 +68,41 @@ class RejectLog:
             self.out.write(orjson.dumps(rec) + b"\n")
 
 
-def file_events(path: str, on_reject: RejectLog, order: int) -> Iterator[tuple[float, int, int, Event]]:
-    """(ts, file order, sequence, event): sortable without comparing events.
+def file_chunks(path: str, on_reject: RejectLog, size: int = 2048) -> Iterator[list[Event]]:
+    """The events of one file in file order, in lists of about ``size``; its rejects go to
+    ``on_reject`` as they are read.
 
     Each file is one source with its own clock: an event far ahead of the file's own time is held
     until the events after it confirm the jump, else rejected ``future_timestamp`` (models/clock.py).
     """
-    seq = 0
+    chunk: list[Event] = []
     clock: SourceClock[Event] = SourceClock()
     for item in iter_file(path):
-        if isinstance(item, list):
+        if type(item) is list:
             for ev in item:
                 ts = ev.ts
                 if clock.pending or ts > clock.limit:  # held or far ahead: let the clock judge
-                    for admitted, held_ts, held in clock.one(ts, ev):
+                    for admitted, _, held in clock.one(ts, ev):
                         if admitted:
-                            seq += 1
-                            yield held_ts, order, seq, held
+                            chunk.append(held)
                         else:
                             _future(on_reject, path, held, clock)
                     continue
                 if ts > clock.newest:  # the clock's own bookkeeping, inlined (the hot path)
                     clock.newest, clock.limit = ts, ts + clock.max_ahead
-                seq += 1
-                yield ts, order, seq, ev
+                chunk.append(ev)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
         else:
             on_reject(item.reason, item.file, item.line_no, item.raw_prefix, item.detail)
-    for admitted, ts, ev in clock.end():
+    for admitted, _, ev in clock.end():
         if admitted:
-            seq += 1
-            yield ts, order, seq, ev
+            chunk.append(ev)
         else:
             _future(on_reject, path, ev, clock)
+    if chunk:
+        yield chunk
 
 
 def _future(on_reject: RejectLog, path: str, ev: Event, clock: SourceClock) -> None:
@@ -178,15 +181,20 @@ class NotificationTap:
         return [orjson.loads(x) for x in b"".join(self.lines).splitlines() if x.strip()]
 
 
-def merged_events(paths: list[str], on_reject: RejectLog, summary: Summary) -> Iterator[Event]:
-    """Every file's events merged by event time, requests seen twice dropped (counted)."""
-    merged = heapq.merge(*(file_events(p, on_reject, i) for i, p in enumerate(paths)))
+def merged_batches(paths: list[str], on_reject: RejectLog, summary: Summary) -> Iterator[list[Event]]:
+    """Every file's events merged by event time (``gatewatch.merge``), in batches; requests
+    seen twice are dropped (counted)."""
     duplicate = Deduper().duplicate
-    for _, _, _, ev in merged:
-        if ev.kind == REQUEST and duplicate(ev):  # only requests are deduplicated
-            summary.duplicates += 1
-            continue
-        yield ev
+    for batch in merge_by_time([file_chunks(p, on_reject) for p in paths]):
+        kept = [ev for ev in batch if not duplicate(ev)]  # only requests are deduplicated
+        summary.duplicates += len(batch) - len(kept)
+        yield kept
+
+
+def merged_events(paths: list[str], on_reject: RejectLog, summary: Summary) -> Iterator[Event]:
+    """``merged_batches`` one event at a time."""
+    for batch in merged_batches(paths, on_reject, summary):
+        yield from batch
 
 
 def replay(
@@ -204,8 +212,7 @@ def replay(
     summary = Summary(files=len(paths))
     engine = engine or Engine(config)
     on_reject = RejectLog(summary, rejects)
-    if events is None:
-        events = merged_events(paths, on_reject, summary)
+    batches = merged_batches(paths, on_reject, summary) if events is None else (events,)
     pacer, bar = Pacer(speed), Progress(progress)
     t0 = time.perf_counter()
 
@@ -216,19 +223,20 @@ def replay(
 
     n, late = 0, engine.late_dropped
     process, paced = engine.process, bool(speed)
-    for ev in events:
-        n += 1
-        if n & 0x3FFF == 0:
-            bar.tick(n, ev.ts)
-        if paced:
-            pacer.wait(ev.ts)
-        notes = process(ev)
-        if engine.late_dropped != late:  # older than the engine's retention: counted, not folded in
-            late = engine.late_dropped
-            on_reject(TOO_LATE, "", 0, f"{ev.source} {ev.kind} {ev.request_id or ev.trace_id}",
-                      f"event time {ev.ts:.3f} is before the oldest minute kept ({engine.retention} min)")
-        if notes:
-            emit(notes)
+    for batch in batches:
+        for ev in batch:
+            n += 1
+            if n & 0x3FFF == 0:
+                bar.tick(n, ev.ts)
+            if paced:
+                pacer.wait(ev.ts)
+            notes = process(ev)
+            if engine.late_dropped != late:  # older than the engine's retention: counted, not folded in
+                late = engine.late_dropped
+                on_reject(TOO_LATE, "", 0, f"{ev.source} {ev.kind} {ev.request_id or ev.trace_id}",
+                          f"event time {ev.ts:.3f} is before the oldest minute kept ({engine.retention} min)")
+            if notes:
+                emit(notes)
     emit(engine.finish())
     bar.done()
     summary.records = n + summary.duplicates - summary.rejected[TOO_LATE]

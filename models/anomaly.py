@@ -249,14 +249,17 @@ def register_windows(engine) -> None:
     """Make every series keep the window and baseline sums the models read."""
     from models.engine import DIMS
 
+    mine = {(WINDOW, 0), (BASELINE, WINDOW)}
+    plain = getattr(engine, "plain_specs", {})
     for dim in DIMS:
-        specs = set(engine.specs.get(dim, ((1, 0),))) | {(WINDOW, 0), (BASELINE, WINDOW)}
-        engine.specs[dim] = tuple(sorted(specs))
+        engine.specs[dim] = tuple(sorted(set(engine.specs.get(dim, ((1, 0),))) | mine))
+        if dim in plain:  # the signals read quantiles from these sums
+            plain[dim] = plain[dim] - mine
     if hasattr(engine, "retention"):  # how late an event may be and still count
         engine.retention = max(engine.retention, BASELINE + WINDOW)
     for key, w in list(engine.series.items()):  # series that exist already start their sums now
-        if (WINDOW, 0) not in w.sums:
-            fresh = SeriesWindow(engine.specs[key[0]])
+        if (WINDOW, 0) not in w.sums or w.plain & mine:
+            fresh = SeriesWindow(engine.specs[key[0]], plain.get(key[0], frozenset()))
             fresh.buckets, fresh.closed, fresh.first_minute = w.buckets, w.closed, w.first_minute
             engine.series[key] = fresh
 

@@ -18,7 +18,7 @@ from models import events as E
 from models.cardinality import OVERFLOW, Cardinality, FloodWatch
 from models.config import Config
 from models.incidents import Alert, IncidentManager
-from models.metrics import Reading
+from models.metrics import VOLUME_FIELD, Reading
 from models.notifications import fmt_value, where
 from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
@@ -40,13 +40,19 @@ class Engine:
         self.config = config or Config()
         self.rules_by_dim: dict[str, list[Rule]] = defaultdict(list)
         specs: dict[str, set[tuple[int, int]]] = defaultdict(set)
+        quantiled: dict[str, set[tuple[int, int]]] = defaultdict(set)  # sums a quantile is read from
         for rule in self.config.rules:
             for dim in rule.scopes:
                 self.rules_by_dim[dim].append(rule)
-                specs[dim].add((rule.window, 0))
-                if rule.baseline:
-                    specs[dim].add((rule.baseline, rule.window))
+                mine = {(rule.window, 0), (rule.baseline, rule.window)} if rule.baseline else {(rule.window, 0)}
+                specs[dim] |= mine
+                if rule.reads_quantiles():
+                    quantiled[dim] |= mine
         self.specs = {dim: tuple(sorted(s)) for dim, s in specs.items()}
+        self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
+        # Sums without histograms (SeriesWindow ``plain``); whoever adds a spec that reads a
+        # quantile (the anomaly models) removes it from here.
+        self.plain_specs = {dim: frozenset(s - quantiled[dim]) for dim, s in specs.items()}
         self.retention = max((length + offset for s in self.specs.values() for length, offset in s), default=60)
         self.series: dict[tuple[str, str], SeriesWindow] = {}
         self.states: dict[tuple[str, tuple[str, str]], RuleState] = {}
@@ -62,6 +68,15 @@ class Engine:
         self.late_dropped = 0
         # objects with .on_minute(engine, minute): the flood watch, anomaly models, budget forecast
         self.extra_detectors: list = [FloodWatch(cap, idle)]
+
+    def __setstate__(self, state: dict) -> None:
+        """Snapshots of engines from before ``plain_specs``/``volume_gates`` load with them filled
+        in (no plain sums: every new window keeps its histograms, as it did then)."""
+        self.__dict__.update(state)
+        if "volume_gates" not in state:
+            self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
+        if "plain_specs" not in state:
+            self.plain_specs = {}
 
     # --- input --------------------------------------------------------------------
     def process(self, ev: E.Event) -> list[dict]:
@@ -135,7 +150,7 @@ class Engine:
         key = (dim, value)
         w = self.series.get(key)
         if w is None:
-            w = self.series[key] = SeriesWindow(self.specs.get(dim, ((1, 0),)))
+            w = self.series[key] = SeriesWindow(self.specs.get(dim, ((1, 0),)), self.plain_specs.get(dim, frozenset()))
         return w
 
     def _merge(self, dim: str, value: str, minute: int, part: Bucket) -> None:
@@ -181,14 +196,20 @@ class Engine:
     def close_minute(self, minute: int) -> list[dict]:
         now = (minute + 1) * STEP
         self._absorb(self.acc.pop_through(minute))
+        states, gates = self.states, self.volume_gates
         for key, w in list(self.series.items()):
+            rules = self.rules_by_dim.get(key[0], ())
             if w.idle():
-                if not any(self.states.get((r.name, key)) for r in self.rules_by_dim.get(key[0], ())):
+                if not any(states.get((r.name, key)) for r in rules):
                     continue
             w.close(minute)
-            for rule in self.rules_by_dim.get(key[0], ()):
+            sums = w.sums
+            for rule in rules:
                 if rule.series and rule.series != key[1]:
                     continue
+                gate = gates.get(rule.name)
+                if gate is not None and getattr(sums[gate[0]], gate[1]) < gate[2] and (rule.name, key) not in states:
+                    continue  # too thin to be judged, and nothing pending or firing: it cannot change
                 self._judge(rule, key, w, minute, now)
         for det in self.extra_detectors:
             det.on_minute(self, minute)
@@ -256,6 +277,14 @@ class Engine:
             detector="rule", labels=labels, value=r.actual, threshold=_threshold(rule, r, baseline),
             started_at=state.pending_since, title=title, baseline=baseline,
         )
+
+
+def _volume_gate(rule: Rule) -> tuple[tuple[int, int], str, float] | None:
+    """(window spec, counter, minimum) when the rule's volume guard is one counter of its window."""
+    field = VOLUME_FIELD.get(rule.metric)
+    if field is None or rule.min_volume <= 0:
+        return None
+    return (rule.window, 0), field, rule.min_volume
 
 
 def _log_count(b: Bucket) -> int:

@@ -203,3 +203,18 @@ METRICS: dict[str, Metric] = {
     "trace_coverage": trace_coverage,
     "gauge_mean": gauge_mean,
 }
+
+# The metrics that read a histogram (a quantile); every other one reads only counters.
+QUANTILE_METRICS = frozenset({"latency_p95", "latency_p95_ratio", "latency_p50_ratio", "ingestion_lag_p95"})
+
+# The counter each metric reports as its ``Reading.volume`` (what minimum-volume guards
+# compare), for the metrics where it is one counter of the window: the engine skips a rule
+# on a series whose window cannot meet the guard without computing the reading at all.
+# tests/test_rules.py checks every entry against the metric itself.
+VOLUME_FIELD: dict[str, str] = {
+    "5xx_rate": "requests", "error_rate": "requests", "rate_limited": "requests", "cost_per_hour": "requests",
+    "cost_ratio": "requests", "requests_per_second": "requests", "tokens": "requests", "trace_coverage": "requests",
+    "cache_hit_rate": "cacheable", "cache_hit_ratio": "cacheable", "latency_p95": "latency_n",
+    "latency_p95_ratio": "latency_n", "latency_p50_ratio": "latency_n", "ingestion_lag_p95": "traces",
+    "gauge_mean": "gauge_n",
+}

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from models.metrics import METRICS, Reading
+from models.metrics import METRICS, QUANTILE_METRICS, Reading
 
 CATEGORIES = (
     "error_rate", "rate_limit", "latency", "cache", "cost", "budget",
@@ -74,6 +74,10 @@ class Rule:
         name, threshold = self.confirm
         r = METRICS[name](window, baseline, self.window, self.baseline)
         return r is not None and (r.value > threshold if self.op == ">" else r.value < threshold)
+
+    def reads_quantiles(self) -> bool:
+        """Whether the rule reads a latency or lag histogram (its sums must keep them)."""
+        return self.metric in QUANTILE_METRICS or (self.confirm is not None and self.confirm[0] in QUANTILE_METRICS)
 
     def guarded(self, r: Reading) -> bool:
         """True when the reading has enough volume to be judged."""

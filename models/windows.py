@@ -88,6 +88,12 @@ class Bucket:
         if other.lag_max > self.lag_max:
             self.lag_max = other.lag_max
 
+    def merge_counters(self, other: Bucket) -> None:
+        """``merge`` without the histograms: for sums no quantile is ever read from."""
+        _merge_counters(self, other)
+        if other.lag_max > self.lag_max:
+            self.lag_max = other.lag_max
+
     def subtract(self, other: Bucket) -> None:
         _subtract_counters(self, other)
         for hist, o in ((self.latency, other.latency), (self.lag, other.lag)):
@@ -134,6 +140,13 @@ _merge_counters = _compile("+")
 _subtract_counters = _compile("-")
 
 
+def _slide(spec: tuple[int, int], s: Bucket, plain: bool) -> tuple:
+    length, offset = spec
+    if plain:
+        return offset, offset + length, s, Bucket.merge_counters, _subtract_counters
+    return offset, offset + length, s, Bucket.merge, Bucket.subtract
+
+
 class SeriesWindow:
     """The minute buckets of one series and the sliding sums the rules read.
 
@@ -141,16 +154,32 @@ class SeriesWindow:
     ``(closed - offset - length, closed - offset]``. Sums are kept up to date
     incrementally as minutes close (add the minute entering, subtract the one
     leaving), so a one-hour baseline costs two merges a minute, not sixty.
+
+    ``plain`` names the specs nobody reads a quantile from (an error rate over the last
+    2 minutes, the cost of the last hour): their sums skip the latency and lag histograms,
+    which are most of the cost of a merge. Their ``latency`` and ``lag`` stay empty.
     """
 
-    __slots__ = ("buckets", "sums", "closed", "first_minute", "horizon")
+    __slots__ = ("buckets", "sums", "closed", "first_minute", "horizon", "plain", "_slides")
 
-    def __init__(self, specs: tuple[tuple[int, int], ...]) -> None:
+    def __init__(self, specs: tuple[tuple[int, int], ...], plain: frozenset[tuple[int, int]] = frozenset()) -> None:
         self.buckets: dict[int, Bucket] = {}
         self.sums: dict[tuple[int, int], Bucket] = {spec: Bucket() for spec in specs}
         self.closed: int | None = None  # last minute folded into the sums
         self.first_minute: int | None = None  # first minute with data: the series' age
         self.horizon = max((length + offset for length, offset in specs), default=1)
+        self.plain = frozenset(plain) & frozenset(specs)
+        # (offset, offset + length, sum, merge, subtract) per spec: close() runs once a minute per series.
+        self._slides = tuple(_slide(spec, s, spec in self.plain) for spec, s in self.sums.items())
+
+    def __getstate__(self) -> dict:  # snapshots: the slide plan is rebuilt, not pickled
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_slides"}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.plain = state.get("plain", frozenset())  # snapshots from before ``plain``
+        self._slides = tuple(_slide(spec, s, spec in self.plain) for spec, s in self.sums.items())
 
     def bucket_for(self, minute: int) -> tuple[Bucket, bool]:
         """The bucket of ``minute``, and whether that minute is already closed (late data)."""
@@ -163,19 +192,20 @@ class SeriesWindow:
 
     def add_late(self, minute: int, delta: Bucket) -> None:
         """Fold a late event's contribution into every sum whose range holds ``minute``."""
-        for (length, offset), s in self.sums.items():
-            if self.closed - offset - length < minute <= self.closed - offset:
-                s.merge(delta)
+        for offset, end, s, merge, _ in self._slides:
+            if self.closed - end < minute <= self.closed - offset:
+                merge(s, delta)
 
     def close(self, minute: int) -> None:
         """Close ``minute``: slide every sum forward by one minute."""
-        for (length, offset), s in self.sums.items():
-            entering = self.buckets.get(minute - offset)
+        get = self.buckets.get
+        for offset, end, s, merge, subtract in self._slides:
+            entering = get(minute - offset)
             if entering is not None:
-                s.merge(entering)
-            leaving = self.buckets.get(minute - offset - length)
+                merge(s, entering)
+            leaving = get(minute - end)
             if leaving is not None:
-                s.subtract(leaving)
+                subtract(s, leaving)
         self.closed = minute
         old = minute - self.horizon
         if old in self.buckets:

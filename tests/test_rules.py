@@ -122,3 +122,51 @@ def test_late_events_land_in_their_minute():
     notes.extend(engine.finish())
     assert engine.late_dropped == 0
     assert "GatewayErrorRateCritical" in fired(notes)
+
+
+def test_volume_field_is_the_metric_volume():
+    """The engine skips a rule whose window is under its volume guard by reading one counter
+    (``metrics.VOLUME_FIELD``) instead of the metric: that counter must be the metric's volume."""
+    import random
+
+    from models.metrics import METRICS, VOLUME_FIELD
+    from models.windows import Bucket
+
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(200):
+        requests = rng.randint(0, 50)
+        w = Bucket(requests=requests, errors=rng.randint(0, requests), e5xx=rng.randint(0, 3), e429=rng.randint(0, 3),
+                   cacheable=rng.randint(0, 40), cost=rng.random(), tokens=rng.randint(0, 900),
+                   latency={rng.randint(-20, 60): rng.randint(1, 5)}, latency_n=rng.randint(1, 30),
+                   traces=rng.randint(0, 40), lag={rng.randint(0, 90): 2}, gauge_n=rng.randint(1, 9), gauge_sum=3.0)
+        w.cache_hits = rng.randint(0, w.cacheable)
+        base = Bucket(requests=60, errors=3, cacheable=50, cache_hits=30, cost=2.0, latency={10: 40, 20: 5},
+                      latency_n=45, traces=55, lag={70: 9})
+        for name, field in VOLUME_FIELD.items():
+            r = METRICS[name](w, base, 5, 60)
+            if r is not None:
+                assert r.volume == getattr(w, field), name
+                checked += 1
+    assert checked > 1000
+
+
+def test_engine_snapshot_from_before_the_speed_fields_still_runs():
+    """A worker snapshot pickled before ``Engine.plain_specs``/``volume_gates`` (and
+    ``SeriesWindow.plain``) existed must restore and keep detecting."""
+    import pickle
+
+    eng = Engine()
+    for ev in traffic(30, 60):
+        eng.process(ev)
+    state = dict(eng.__dict__)
+    del state["plain_specs"], state["volume_gates"]
+    for w in state["series"].values():
+        object.__setattr__(w, "plain", frozenset())
+    old = Engine.__new__(Engine)
+    old.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.plain_specs == {} and restored.volume_gates == eng.volume_gates
+    outage = traffic(15, 60, start=T0 + 1800, fail_every=2)
+    notes = [n for ev in outage for n in restored.process(ev)] + restored.finish()
+    assert "GatewayErrorRateCritical" in fired(notes)

@@ -117,6 +117,8 @@ class WorkerContext:
         self.counts["batches"] += 1
         self.counts["events_ingested"] += msg["events"]
         self.counts["rejected"] += len(rejected)
+        if self.ingest is not None:
+            self.counts["request_duplicates"] = self.ingest.stage.duplicates
         _BATCHES.inc()
         _RECORDS_IN.inc(msg["records"])
         _RECORDS_OUT.inc(msg["events"])
@@ -175,6 +177,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
             ctx.counts["notifications"] += len(notes)
             _NOTIFICATIONS.inc(len(notes))
             _OPEN.set(len(stage.engine.incidents.open))
+            _DETECTORS.set(_detector_count(stage))
             if stage.engine.max_ts is not None:
                 _WATERMARK.set(stage.engine.max_ts)
             if not ctx.dirty:

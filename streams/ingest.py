@@ -11,15 +11,18 @@ message read twice (a crash between the broker's ack and the commit, or a rebala
 skipped downstream by its raw id (``DetectStage``). At least once in, exactly once counted.
 
 One ``getmany`` is one unit of work: parse every message (``streams.stages.IngestStage``),
-send each one's partials message, wait for all the acks, commit. Per-record work stays in
+send each one's partials message, wait for all the acks (while the next fetch is parsed),
+commit. Per-record work stays in
 ``models/`` and the parsers; what is left here is per raw message (hundreds of records).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -33,6 +36,22 @@ __all__ = ["IngestLoop"]
 
 log = logging.getLogger("gatewatch.worker.ingest")
 MAX_FETCH = 8 << 20  # a raw batch is <= 256 KB; a fetch carries many
+# A broker that answers a long poll only when it expires (Tansu does) adds up to this much
+# latency per hop; Kafka answers as soon as data arrives.
+FETCH_WAIT_MS = 100
+# Raw messages per unit of work (<= 500 records each): small enough that parsing one fetch
+# does not keep the detect agent and /health off the event loop for long.
+FETCH_RECORDS = 32
+STOP_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class _Sent:
+    """One fetch, parsed and handed to the producer: what to commit once ``futures`` resolve."""
+
+    offsets: dict[TopicPartition, tuple[int, int]]  # first offset, offset after the last
+    futures: list[asyncio.Future] = field(default_factory=list)
+    done: list[tuple[dict, list[dict]]] = field(default_factory=list)
 
 
 class IngestLoop:
@@ -51,6 +70,7 @@ class IngestLoop:
         self.consumer = AIOKafkaConsumer(
             *topics, bootstrap_servers=brokers, group_id=group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=MAX_FETCH, fetch_max_bytes=4 * MAX_FETCH,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             session_timeout_ms=session_ms, heartbeat_interval_ms=max(session_ms // 10, 500),
             rebalance_timeout_ms=session_ms, client_id=f"{group}-consumer")
         self.producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", enable_idempotence=False,
@@ -60,45 +80,66 @@ class IngestLoop:
         self._position: dict[TopicPartition, int] = {}  # next offset to ingest, per partition read
 
     async def run(self) -> None:
-        """Consume until cancelled; stops the clients (what is not committed is read again)."""
+        """Consume until cancelled; stops the clients (what is not committed is read again).
+
+        Pipelined one deep: fetch ``n + 1`` is parsed and sent while the broker acknowledges
+        fetch ``n``; ``n`` is committed once its acks are in, before ``n + 1`` is settled.
+        """
         await self.producer.start()
         await self.consumer.start()
         self._started = True
+        in_flight: _Sent | None = None
         try:
             while True:
-                records = await self.consumer.getmany(timeout_ms=500, max_records=200)
-                if records:
-                    await self._process(records)
+                records = await self.consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+                sent = await self._send(records) if records else None
+                if in_flight is not None and not await self._settle(in_flight, sent):
+                    sent = None  # both redone from the first offsets of ``in_flight``
+                in_flight = sent
         finally:
             self._started = False
+            if in_flight is not None:  # a graceful stop commits what the broker acknowledged
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(self._settle(in_flight, None), STOP_SECONDS)
             await asyncio.gather(self.consumer.stop(), self.producer.stop(), return_exceptions=True)
 
-    async def _process(self, records: dict[TopicPartition, list[Any]]) -> None:
-        done, futures = [], []
+    async def _send(self, records: dict[TopicPartition, list[Any]]) -> _Sent:
+        sent = _Sent({tp: (messages[0].offset, messages[-1].offset + 1) for tp, messages in records.items()})
         for tp, messages in records.items():
+            high = self.consumer.highwater(tp)
             for m in messages:
                 msg, rejected = self.stage.ingest(RawBatch(
                     tp.topic, tp.partition, m.offset, m.value,
                     _header(m.headers, HEADER_BATCH), _header(m.headers, HEADER_SOURCE)))
+                # The watermark may skip a quiet input, never one with more to read.
+                msg["caught_up"] = high is None or m.offset + 1 >= high
                 for r in rejected:
-                    futures.append(await self.producer.send(self.rejects, orjson.dumps(r)))
-                futures.append(await self.producer.send(self.partials, orjson.dumps(msg)))
-                done.append((msg, rejected))
+                    sent.futures.append(await self.producer.send(self.rejects, orjson.dumps(r)))
+                sent.futures.append(await self.producer.send(self.partials, orjson.dumps(msg)))
+                sent.done.append((msg, rejected))
+                await asyncio.sleep(0)  # a raw message is the unit of work: let detect and /health in
+        return sent
+
+    async def _settle(self, sent: _Sent, after: _Sent | None) -> bool:
+        """Wait for ``sent``'s acks and commit it; on a failure seek back (``after`` too)."""
         try:
-            await asyncio.gather(*futures)
+            await asyncio.gather(*sent.futures)
         except KafkaError as exc:
-            # Nothing committed: redo from the first offset of this fetch (the parts that did
-            # reach the broker are skipped downstream by their raw id).
-            log.warning("partials not acknowledged; retrying the batch", extra={"kv": {"error": repr(exc)}})
-            for tp, messages in records.items():
-                self.consumer.seek(tp, messages[0].offset)
+            # Nothing of it committed: redo from its first offsets (the parts that did reach
+            # the broker are skipped downstream by their raw id).
+            log.warning("partials not acknowledged; retrying", extra={"kv": {"error": repr(exc)}})
+            firsts = {tp: first for tp, (first, _) in (after.offsets.items() if after else ())}
+            firsts.update({tp: first for tp, (first, _) in sent.offsets.items()})
+            for tp, first in firsts.items():
+                self.consumer.seek(tp, first)
             await asyncio.sleep(self.retry_seconds)
-            return
-        offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
+            return False
+        offsets = {tp: end for tp, (_, end) in sent.offsets.items()}
         self._position.update(offsets)
         await self._commit(offsets)
-        for msg, rejected in done:
+        for msg, rejected in sent.done:
             self.on_done(msg, rejected)
+        return True
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -142,7 +142,7 @@ class DetectStage:
         source = f"{topic}/{partition}"
         if self._seen(source, offset, msg.get("batch")):
             self.duplicates += 1
-            self.watermark.observe(source, None, now)
+            self.watermark.observe(source, None, now, msg.get("caught_up", True))
             return self.on_tick(now)
         self.applied[source] = offset
         self.version += 1
@@ -152,7 +152,7 @@ class DetectStage:
         for key, meta in msg.get("meta", ()):
             self.meta.setdefault(key, []).append(meta)
         self.events += msg.get("events", 0)
-        self.watermark.observe(source, msg.get("max_ts"), now)
+        self.watermark.observe(source, msg.get("max_ts"), now, msg.get("caught_up", True))
         return self.on_tick(now)
 
     def on_tick(self, now: float) -> list[dict]:

@@ -122,3 +122,14 @@ def test_a_raw_message_read_again_is_not_a_duplicate_of_itself():
     other, _ = ingest.ingest(RawBatch("raw.litellm", 1, 3, value))  # the same requests elsewhere
     assert first["events"] == again["events"] == 3 and other["events"] == 0
     assert first["records"] == 3 and ingest.duplicates == 3
+
+
+def test_an_input_with_more_to_read_is_slow_not_idle():
+    wm = Watermark(idle_seconds=10, finish_margin=90)
+    wm.observe("a/0", 1000.0, now=0)
+    wm.observe("b/0", 400.0, now=0, caught_up=False)  # its partition had more behind this batch
+    wm.observe("a/0", 1100.0, now=30)
+    assert wm.value(now=30) == 400.0  # quiet for 30 s, but lagging: it still holds detection back
+    wm.observe("b/0", 1050.0, now=31)  # caught up now
+    wm.observe("a/0", 1200.0, now=44)
+    assert wm.value(now=45) == 1200.0  # b quiet and caught up: idle

@@ -136,7 +136,8 @@ async def run_workers(bootstrap: str, prefix: str, state: Path, batches: list, e
         broker_cpu = cpu_seconds(broker_pid) - cpu0[-1]
         # the last minutes close once every input is idle (30 s): read while the workers run
         notes = await notifications_of(bootstrap, prefix, notifications)
-        return {"wall": done - first, "ingest_wall": ingested - first, "worker_cpu": cpu,
+        detecting = [bool(s and s["detect"]) for s in states]
+        return {"wall": done - first, "ingest_wall": ingested - first, "worker_cpu": cpu, "detecting": detecting,
                 "broker_cpu": broker_cpu, "notifications": notes}
     finally:
         for p in procs:
@@ -270,7 +271,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"| raw aiokafka consume + orjson.loads | {lines / base_s:,.0f} | {base_s:.2f} | 1.00 | {base_cpu:.2f} | "
           f"{lines / base_cpu:,.0f} | 1.00 | | |")
     for n, r in runs.items():
-        cpu = " + ".join(f"{c:.1f}" for c in r["worker_cpu"])
+        cpu = " + ".join(f"{c:.1f}{' (detect)' if d and n > 1 else ''}" for c, d in zip(r["worker_cpu"], r["detecting"]))
         total = sum(r["worker_cpu"])
         print(f"| {n} worker(s): ingest + detect | {lines / r['wall']:,.0f} | {r['wall']:.2f} | "
               f"{base_s / r['wall']:.2f} | {cpu} | {lines / total:,.0f} | {base_cpu / total:.2f} | "

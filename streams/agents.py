@@ -155,6 +155,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
             settings.brokers, names.raw, f"{app.conf.id}-ingest", names.partials, names.rejects,
             IngestStage(load_config(settings.config).lateness), session_timeout=settings.session_timeout,
             on_done=ctx.ingested)
+        ctx.ingest.set_detecting(any(tp.endswith(f"{names.partials}/0") for tp in ctx.assigned()))
         await ctx.ingest.run()
 
     @app.agent(partials, name="detect")
@@ -225,6 +226,12 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
             # Another worker may own detection next; ours restores from the table if it
             # gets the partition back (its snapshot may be newer than our memory).
             ctx.stage, ctx.pending, ctx.dirty = None, [], False
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # (Faust revokes and assigns everything on each rebalance: ``assigned`` is all of it.)
+        if ctx.ingest is not None:  # the detecting worker takes a smaller raw share
+            ctx.ingest.set_detecting(any(tp.topic == names.partials for tp in assigned))
 
     try:
         from faust.sensors.prometheus import setup_prometheus_sensors

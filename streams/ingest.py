@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from connectors.kafka import HEADER_BATCH, HEADER_SOURCE
+from streams.assignor import weighted_assignor
 from streams.stages import IngestStage, RawBatch
 
 __all__ = ["IngestLoop"]
@@ -67,12 +68,14 @@ class IngestLoop:
         self.topics, self.partials, self.rejects, self.stage = topics, partials, rejects, stage
         self.on_done = on_done or (lambda msg, rejects: None)
         session_ms = int(session_timeout * 1000)
+        self._assign_state = {"detecting": False}  # what this member tells the group's leader
         self.consumer = AIOKafkaConsumer(
             *topics, bootstrap_servers=brokers, group_id=group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=MAX_FETCH, fetch_max_bytes=4 * MAX_FETCH,
             fetch_max_wait_ms=FETCH_WAIT_MS,
             session_timeout_ms=session_ms, heartbeat_interval_ms=max(session_ms // 10, 500),
-            rebalance_timeout_ms=session_ms, client_id=f"{group}-consumer")
+            rebalance_timeout_ms=session_ms, client_id=f"{group}-consumer",
+            partition_assignment_strategy=(weighted_assignor(self._assign_state),))
         self.producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", enable_idempotence=False,
                                          linger_ms=2, max_request_size=MAX_FETCH, client_id=f"{group}-producer")
         self.retry_seconds = 1.0
@@ -148,6 +151,16 @@ class IngestLoop:
             # A rebalance took the partitions away: their new owner reads them again from the
             # last commit, and the repeats are skipped downstream. Never a loss.
             log.info("commit refused (rebalance); the new owner re-reads", extra={"kv": {"error": repr(exc)}})
+
+    def set_detecting(self, detecting: bool) -> None:
+        """This worker gained or lost detection: rebalance so it takes fewer (more) raw partitions."""
+        if self._assign_state["detecting"] == detecting:
+            return
+        self._assign_state["detecting"] = detecting
+        coordinator = getattr(self.consumer, "_coordinator", None)  # aiokafka has no public rejoin
+        if self._started and coordinator is not None:
+            log.info("ingest share changes: rejoining", extra={"kv": {"detecting": detecting}})
+            coordinator.request_rejoin()
 
     def assignment(self) -> list[str]:
         if not self._started:

@@ -112,3 +112,15 @@ async def test_detect_reads_again_the_partials_its_consumer_skipped(kafka_bootst
     assert [orjson.loads(v)["n"] for v in missed] == [2, 3, 4] and ctx.counts["partials_gaps"] == 1
     assert await _in_order(ctx, event(3)) is None and len(ctx.pending) == 1  # a re-read: applied already
     assert ctx.stage.next_offset == 6
+
+
+@pytest.mark.parametrize("weights, want", [
+    ({"a": 1.0, "b": 1.0}, {"a": [0, 1], "b": [2, 3]}),
+    ({"a": 0.25, "b": 1.0}, {"a": [0], "b": [1, 2, 3]}),  # a also detects: a quarter share
+    ({"a": 0.25}, {"a": [0, 1, 2, 3]}),  # alone, it reads everything
+    ({"a": 0.25, "b": 1.0, "c": 1.0}, {"a": [], "b": [0, 1], "c": [2, 3]}),
+])
+def test_raw_partitions_are_dealt_by_weight_and_every_one_once(weights, want):
+    from streams.assignor import deal
+
+    assert deal([0, 1, 2, 3], weights) == want

@@ -30,11 +30,11 @@ from prometheus_client import Counter, Gauge
 
 from connectors.delivery import idempotency_key
 from connectors.kafka import read_range
-from gatewatch.config import load_config
 from gatewatch.commands.deliver import open_delivery
+from gatewatch.config import load_config
 from models.engine import Engine
-from streams.snapshot import read_snapshot, write_snapshot
 from streams.ingest import IngestLoop
+from streams.snapshot import read_snapshot, write_snapshot
 from streams.stages import DetectStage, IngestStage
 from streams.topics import topic_names
 

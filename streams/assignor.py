@@ -17,7 +17,7 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 
-__all__ = ["DETECT_WEIGHT", "weighted_assignor", "deal"]
+__all__ = ["DETECT_WEIGHT", "deal", "weighted_assignor"]
 
 # Measured (benchmarks/RESULTS.md): detect is ~1/4 of a worker's CPU, ingest ~3/4. With two
 # members the detecting one balances the other at a share x of ingest where

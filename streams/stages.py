@@ -26,7 +26,7 @@ from models.partials import Partials
 from models.windows import STEP
 from streams.watermark import Watermark
 
-__all__ = ["RawBatch", "ingest_batch", "close_key", "IngestStage", "DetectStage"]
+__all__ = ["DetectStage", "IngestStage", "RawBatch", "close_key", "ingest_batch"]
 
 RAW_KEEP = 2000  # bytes of a rejected record kept in the rejects topic
 

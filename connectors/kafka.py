@@ -30,7 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.metrics import SourceMetrics
@@ -38,7 +38,7 @@ from connectors.recent import RecentKeys
 
 __all__ = [
     "FAMILIES", "raw_topic", "all_raw_topics", "encode_batch", "decode_batch", "BatchProducer",
-    "DeliveryError", "BatchDeduper", "ensure_topics", "consume_batches",
+    "DeliveryError", "BatchDeduper", "ensure_topics", "consume_batches", "read_range",
 ]
 
 FAMILIES = ("fly", "litellm", "langfuse", "infra")
@@ -335,3 +335,24 @@ async def consume_batches(brokers: list[str] | str, topics: list[str], *, group_
                         yield tp.topic, _header(m.headers, HEADER_SOURCE), decode_batch(m.value)
     finally:
         await consumer.stop()
+
+
+async def read_range(brokers: list[str] | str, topic: str, partition: int, start: int, end: int,
+                     timeout: float = 30.0) -> list[tuple[int, bytes]]:
+    """``(offset, value)`` of the messages ``start <= offset < end`` of one partition, read
+    without a group (a consumer that lost messages fetches them again this way)."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[tuple[int, bytes]] = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (not out or out[-1][0] < end - 1):
+            for m in (await consumer.getmany(tp, timeout_ms=200)).get(tp, ()):
+                if start <= m.offset < end:
+                    out.append((m.offset, m.value))
+    finally:
+        await consumer.stop()
+    return out

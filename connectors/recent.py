@@ -15,24 +15,40 @@ class RecentKeys:
     __slots__ = ("capacity", "_keys")
 
     def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity, self._keys = capacity, OrderedDict[str, None]()
+        self.capacity, self._keys = capacity, OrderedDict[str, str | None]()
 
     def seen(self, key: str | None) -> bool:
         if not key:
             return False
         if key in self._keys:
             return True
-        self._keys[key] = None
+        self._keys[key] = None  # inline: replay calls this once per request
         if len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
         return False
+
+    def seen_elsewhere(self, key: str | None, origin: str) -> bool:
+        """True for a key first seen from another ``origin``; the same origin read again
+        (an at-least-once redelivery of one message) is not a repeat of itself."""
+        if not key:
+            return False
+        first = self._keys.get(key, self)
+        if first is self:
+            self._remember(key, origin)
+            return False
+        return first != origin
+
+    def _remember(self, key: str, origin: str | None) -> None:
+        self._keys[key] = origin
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def __getstate__(self):
-        return (self.capacity, list(self._keys))
+        return (self.capacity, list(self._keys.items()))
 
     def __setstate__(self, state) -> None:
-        self.capacity, keys = state
-        self._keys = OrderedDict.fromkeys(keys)
+        self.capacity, items = state
+        self._keys = OrderedDict(item if isinstance(item, (tuple, list)) else (item, None) for item in items)

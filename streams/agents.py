@@ -1,7 +1,8 @@
 """The agents: thin (decode → ``streams.stages`` / ``models`` → encode).
 
-``ingest``  raw batches → partials (one message per batch) and rejects; N workers split
-            the raw partitions.
+``ingest``  (not an agent: ``streams.ingest.IngestLoop`` on its own consumer group, see there
+            why) raw batches → partials (one message per batch) and rejects; N workers split
+            the raw partitions; a raw offset is committed only once its partials are stored.
 ``detect``  partials → notifications; one ``Engine`` on the one partials partition. Its
             events are acked only once a snapshot covers them, so a restart resumes from
             the snapshot and the messages after it are re-read (ids already applied are
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,13 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from connectors.delivery import idempotency_key
-from connectors.kafka import HEADER_BATCH, HEADER_SOURCE
-from gatewatch.config import load_config
+from connectors.kafka import read_range
 from gatewatch.commands.deliver import open_delivery
+from gatewatch.config import load_config
 from models.engine import Engine
+from streams.ingest import IngestLoop
 from streams.snapshot import read_snapshot, write_snapshot
-from streams.stages import DetectStage, RawBatch, ingest_batch
+from streams.stages import DetectStage, IngestStage
 from streams.topics import topic_names
 
 __all__ = ["WorkerContext", "register"]
@@ -43,6 +44,13 @@ log = logging.getLogger("gatewatch.worker")
 TICK = b'{"tick":true}'
 
 _BATCHES = Counter("gatewatch_worker_batches", "raw batches ingested")
+_RECORDS_IN = Counter("gatewatch_worker_records_in", "raw records read (ingested or rejected)")
+_RECORDS_OUT = Counter("gatewatch_worker_records_out", "events pre-aggregated into partials")
+_LAG = Gauge("gatewatch_worker_consumer_lag", "raw messages not yet ingested", ["topic", "partition"])
+_OPEN = Gauge("gatewatch_worker_open_incidents", "incidents open in the detect stage")
+_DETECTORS = Gauge("gatewatch_worker_detectors", "online detectors (series x metric) in the engine")
+_SINK_FAILED = Counter("gatewatch_worker_sink_failures", "notifications a sink refused for good", ["sink"])
+_GAPS = Counter("gatewatch_worker_partials_gaps", "partials offsets skipped by the consumer and read again")
 _EVENTS = Counter("gatewatch_worker_events", "events applied by detection (each once)")
 _REJECTED = Counter("gatewatch_worker_rejected", "records rejected", ["stage", "reason"])
 _DUPLICATES = Counter("gatewatch_worker_duplicates", "messages skipped as already applied", ["stage"])
@@ -66,9 +74,11 @@ class WorkerContext:
     app: Any = None
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
+    ingest: IngestLoop | None = None
     counts: dict[str, int] = field(default_factory=lambda: {
-        "batches": 0, "events_ingested": 0, "rejected": 0, "notifications": 0, "delivered": 0,
-        "delivery_duplicates": 0, "snapshots": 0, "restored": 0})
+        "batches": 0, "events_ingested": 0, "rejected": 0, "request_duplicates": 0, "notifications": 0,
+        "delivered": 0, "delivery_duplicates": 0, "sink_failures": 0, "snapshots": 0, "restored": 0,
+        "partials_gaps": 0})
 
     def new_stage(self) -> DetectStage:
         engine = Engine(load_config(self.settings.config))
@@ -81,8 +91,13 @@ class WorkerContext:
             detect = {"events": stage.events, "duplicates": stage.duplicates,
                       "engine_events": stage.engine.events, "closed_minute": stage.engine.closed_minute,
                       "watermark": stage.engine.max_ts, "incidents": stage.engine.incidents.total,
+                      "open_incidents": len(stage.engine.incidents.open), "detectors": _detector_count(stage),
                       "inputs": len(stage.watermark.inputs)}
-        return {"ok": True, **self.counts, "assigned": self.assigned(), "detect": detect}
+        lag = self.ingest.lag() if self.ingest else {}
+        for tp, n in lag.items():
+            topic, partition = tp.rsplit("/", 1)
+            _LAG.labels(topic, partition).set(n)
+        return {"ok": True, **self.counts, "assigned": self.assigned(), "lag": lag, "detect": detect}
 
     def assigned(self) -> list[str]:
         """The raw and partials partitions this worker reads now (tests wait on rebalances)."""
@@ -90,17 +105,27 @@ class WorkerContext:
         try:
             tps = app.consumer.assignment() if app is not None else ()
         except Exception:  # consumer not started yet
-            return []
+            tps = ()
         prefix = f"{self.settings.topic_prefix}."
-        return sorted(f"{tp.topic}/{tp.partition}" for tp in tps if tp.topic.startswith(prefix))
+        mine = [f"{tp.topic}/{tp.partition}" for tp in tps if tp.topic.startswith(prefix)]
+        return sorted(mine + (self.ingest.assignment() if self.ingest else []))
+
+    def ingested(self, msg: dict, rejected: list[dict]) -> None:
+        """One raw message's partials and rejects are stored: count them."""
+        for r in rejected:
+            _REJECTED.labels(r["stage"], r["reason"]).inc()
+        self.counts["batches"] += 1
+        self.counts["events_ingested"] += msg["events"]
+        self.counts["rejected"] += len(rejected)
+        if self.ingest is not None:
+            self.counts["request_duplicates"] = self.ingest.stage.duplicates
+        _BATCHES.inc()
+        _RECORDS_IN.inc(msg["records"])
+        _RECORDS_OUT.inc(msg["events"])
 
 
-def _header(headers: Any, name: str) -> str | None:
-    items: Iterable = headers.items() if isinstance(headers, dict) else (headers or ())
-    for k, v in items:
-        if k == name:
-            return v.decode() if isinstance(v, bytes) else str(v)
-    return None
+def _detector_count(stage: DetectStage) -> int:
+    return sum(len(getattr(d, "tracks", ())) for d in stage.engine.extra_detectors)
 
 
 def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> WorkerContext:
@@ -108,7 +133,6 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     ctx = WorkerContext(settings, config_raw)
     names = topic_names(settings.topic_prefix)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    raw_topics = app.topic(*names.raw, partitions=settings.raw_partitions, **raw)
     # internal=True: Faust creates them with these partition counts at start (a broker
     # that auto-creates topics on first produce would pick its own default).
     partials = app.topic(names.partials, partitions=1, internal=True, **raw)
@@ -123,21 +147,16 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     app.gatewatch = ctx  # type: ignore[attr-defined]
     ctx.app = app
 
-    @app.agent(raw_topics, name="ingest")
-    async def ingest(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            m = event.message
-            msg, rejected = ingest_batch(RawBatch(m.topic, m.partition, m.offset, event.value,
-                                                  _header(m.headers, HEADER_BATCH),
-                                                  _header(m.headers, HEADER_SOURCE)))
-            for r in rejected:
-                _REJECTED.labels(r["stage"], r["reason"]).inc()
-                await ctx.topics["rejects"].send(value=orjson.dumps(r))
-            await ctx.topics["partials"].send(value=orjson.dumps(msg))
-            ctx.counts["batches"] += 1
-            ctx.counts["events_ingested"] += msg["events"]
-            ctx.counts["rejected"] += len(rejected)
-            _BATCHES.inc()
+    @app.task
+    async def ingest() -> None:
+        for topic in (partials, rejects):  # with their partition counts, before the first send
+            await topic.maybe_declare()
+        ctx.ingest = IngestLoop(
+            settings.brokers, names.raw, f"{app.conf.id}-ingest", names.partials, names.rejects,
+            IngestStage(load_config(settings.config).lateness), session_timeout=settings.session_timeout,
+            on_done=ctx.ingested)
+        ctx.ingest.set_detecting(any(tp.endswith(f"{names.partials}/0") for tp in ctx.assigned()))
+        await ctx.ingest.run()
 
     @app.agent(partials, name="detect")
     async def detect(stream: faust.StreamT) -> None:
@@ -145,19 +164,21 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
             now = ctx.clock()
             if ctx.stage is None:
                 _restore(ctx, ctx.tables["snapshots"], now)
-            ctx.pending.append(event)
             stage = ctx.stage
+            missed = await _in_order(ctx, event)
+            if missed is None:
+                continue
+            ctx.pending.append(event)
             before, events = stage.version, stage.events
-            if event.value == TICK:
-                notes = stage.on_tick(now)
-            else:
-                notes = stage.on_partials(orjson.loads(event.value), now)
+            notes = [n for value in (*missed, event.value) for n in _apply(stage, value, now)]
             ctx.dirty = ctx.dirty or stage.version != before
             _EVENTS.inc(stage.events - events)
             for n in notes:
                 await ctx.topics["notifications"].send(key=str(n["incident"]).encode(), value=orjson.dumps(n))
             ctx.counts["notifications"] += len(notes)
             _NOTIFICATIONS.inc(len(notes))
+            _OPEN.set(len(stage.engine.incidents.open))
+            _DETECTORS.set(_detector_count(stage))
             if stage.engine.max_ts is not None:
                 _WATERMARK.set(stage.engine.max_ts)
             if not ctx.dirty:
@@ -170,7 +191,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
         state_dir = str(Path(settings.state_dir) / "delivery")
         async with open_delivery(settings, state_dir, config_raw) as delivery:
             lock = asyncio.Lock()
-            retry = asyncio.ensure_future(_retry_pending(delivery, lock))
+            retry = asyncio.ensure_future(_retry_pending(ctx, delivery, lock))
             try:
                 async for value in stream:
                     n = orjson.loads(value)
@@ -181,7 +202,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
                         continue
                     decision = delivery.submit(n)
                     async with lock:
-                        await delivery.drain()
+                        _count_failures(ctx, await delivery.drain())
                     ctx.tables["delivered"][key] = type(decision).__name__.lower()
                     ctx.counts["delivered"] += 1
                     _DELIVERED.inc()
@@ -206,6 +227,12 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
             # gets the partition back (its snapshot may be newer than our memory).
             ctx.stage, ctx.pending, ctx.dirty = None, [], False
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # (Faust revokes and assigns everything on each rebalance: ``assigned`` is all of it.)
+        if ctx.ingest is not None:  # the detecting worker takes a smaller raw share
+            ctx.ingest.set_detecting(any(tp.topic == names.partials for tp in assigned))
+
     try:
         from faust.sensors.prometheus import setup_prometheus_sensors
 
@@ -214,6 +241,46 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
     except ValueError:  # a second app in one process (tests): the metrics are registered once
         log.debug("prometheus sensors already registered in this process")
     return ctx
+
+
+async def _in_order(ctx: WorkerContext, event: Any) -> list[bytes] | None:
+    """The partials values to apply before ``event``'s own; ``None``: skip ``event``.
+
+    The partials partition is read in order, so a jump past the expected offset means the
+    consumer lost messages (Faust can drop one it had fetched around a rebalance, and still
+    commit past it): they are read again, without the group, and applied first. A message
+    below the expected offset was applied already (a re-read); it joins the pending events,
+    acked once a snapshot covers them. Re-applying is harmless either way: partials are
+    deduplicated by raw id and ticks change nothing that was not already changed.
+    """
+    stage, message = ctx.stage, event.message
+    expected, offset = stage.next_offset, message.offset
+    if expected is not None and offset < expected:
+        ctx.pending.append(event)
+        return None
+    stage.next_offset = offset + 1
+    if expected is None or offset == expected:
+        return []
+    ctx.counts["partials_gaps"] += 1
+    _GAPS.inc()
+    log.warning("partials offset gap; reading it again", extra={"kv": {"expected": expected, "got": offset}})
+    missed = await read_range(ctx.settings.brokers, message.topic, message.partition, expected, offset)
+    if len(missed) != offset - expected:  # retention removed them, or the broker is gone
+        log.error("partials lost", extra={"kv": {"expected": offset - expected, "read": len(missed)}})
+    return [value for _, value in missed]
+
+
+def _apply(stage: DetectStage, value: bytes, now: float) -> list[dict]:
+    if value == TICK:
+        return stage.on_tick(now)
+    return stage.on_partials(orjson.loads(value), now)
+
+
+def _count_failures(ctx: WorkerContext, report: Any) -> None:
+    for sink, n in (getattr(report, "failed", None) or {}).items():
+        if n:
+            _SINK_FAILED.labels(sink).inc(n)
+            ctx.counts["sink_failures"] += n
 
 
 def _restore(ctx: WorkerContext, table: Any, now: float) -> None:
@@ -246,10 +313,10 @@ def _ack(ctx: WorkerContext) -> None:
     ctx.pending = []
 
 
-async def _retry_pending(delivery: Any, lock: asyncio.Lock, every: float = 5.0) -> None:
+async def _retry_pending(ctx: WorkerContext, delivery: Any, lock: asyncio.Lock, every: float = 5.0) -> None:
     """Sinks that failed keep their backlog in the outbox; retry it even when nothing new comes."""
     while True:
         await asyncio.sleep(every)
         if any(delivery.outbox.pending(s.name) for s in delivery.sinks):
             async with lock:
-                await delivery.drain()
+                _count_failures(ctx, await delivery.drain())

@@ -13,6 +13,7 @@ Both are part of the snapshot, so they survive a restart with the engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,13 @@ from connectors.formats import parse_bytes
 from connectors.kafka import decode_batch
 from connectors.recent import RecentKeys
 from models.engine import Engine
-from models.events import Rejected
+from models.events import REQUEST, Event, Rejected
 from models.partials import Partials
 from models.redaction import redact
+from models.windows import STEP
 from streams.watermark import Watermark
 
-__all__ = ["RawBatch", "ingest_batch", "DetectStage"]
+__all__ = ["DetectStage", "IngestStage", "RawBatch", "close_key", "ingest_batch"]
 
 RAW_KEEP = 2000  # bytes of a rejected record kept in the rejects topic
 
@@ -40,21 +42,73 @@ class RawBatch:
     source: str | None = None
 
 
-def ingest_batch(raw: RawBatch) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Parse and pre-aggregate one raw batch: (the partials message, the rejects)."""
-    partials, rejects, min_ts = Partials(), [], None
-    for line in decode_batch(raw.value):
+def ingest_batch(raw: RawBatch, lateness: float = 30.0,
+                 duplicate: Callable[[Event], bool] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Parse and pre-aggregate one raw batch: (the partials message, the rejects).
+
+    Minute buckets go in ``partials``; the batch's meta (spend per team and day, reported
+    spend and budgets, implied labels) goes in ``meta`` keyed by the minute whose close
+    first counts it in replay (``close_key``), so the worker's engine takes it in at the
+    same point of event time as replay's (:meth:`DetectStage.on_tick`).
+    """
+    groups: dict[int, Partials] = {}
+    rejects, min_ts, max_ts, events = [], None, None, 0
+    lines = decode_batch(raw.value)
+    for line in lines:
         try:
-            events = parse_bytes(line)
+            parsed = parse_bytes(line)
         except Rejected as rej:
             rejects.append(_reject(raw, line, rej))
             continue
-        for ev in events:
+        for ev in parsed:
+            if duplicate is not None and duplicate(ev):
+                continue
+            key = close_key(ev.ts, lateness)
+            partials = groups.get(key)
+            if partials is None:
+                partials = groups[key] = Partials()
             if partials.add(ev) is not None and (min_ts is None or ev.ts < min_ts):
                 min_ts = ev.ts
+    buckets, meta = [], []
+    for key, partials in sorted(groups.items()):
+        events += partials.events
+        if partials.max_ts is not None and (max_ts is None or partials.max_ts > max_ts):
+            max_ts = partials.max_ts
+        for part in partials.drain():
+            (meta.append([key, part]) if part["t"] == "meta" else buckets.append(part))
     msg = {"id": [raw.topic, raw.partition, raw.offset], "batch": raw.batch_id,
-           "min_ts": min_ts, "max_ts": partials.max_ts, "events": partials.events, "partials": partials.drain()}
+           "min_ts": min_ts, "max_ts": max_ts, "records": len(lines), "events": events, "partials": buckets,
+           "meta": meta}
     return msg, rejects
+
+
+def close_key(ts: float, lateness: float) -> int:
+    """The minute at whose close replay's engine first counts an event of time ``ts``: replay
+    closes minute m at the first event with ts >= (m + 1) * 60 + lateness, after taking in
+    every event before it (``Engine.process``)."""
+    return int((ts - lateness) // STEP)
+
+
+class IngestStage:
+    """``ingest_batch`` with replay's request-id dedup (the LiteLLM callback and SpendLogs both
+    carry a request). A request id is remembered with the raw message it came from, so the
+    same message read again (at least once) is not taken for a duplicate of itself."""
+
+    def __init__(self, lateness: float = 30.0, capacity: int = 200_000) -> None:
+        self.lateness = lateness
+        self.requests = RecentKeys(capacity)
+        self.duplicates = 0
+
+    def ingest(self, raw: RawBatch) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        origin = f"{raw.topic}/{raw.partition}/{raw.offset}"
+
+        def duplicate(ev: Event) -> bool:
+            if ev.kind != REQUEST or not self.requests.seen_elsewhere(ev.request_id, origin):
+                return False
+            self.duplicates += 1
+            return True
+
+        return ingest_batch(raw, self.lateness, duplicate)
 
 
 def _reject(raw: RawBatch, line: bytes, rej: Rejected) -> dict[str, Any]:
@@ -75,6 +129,8 @@ class DetectStage:
     duplicates: int = 0  # partials messages skipped as already applied
     start_ts: float | None = None  # the oldest event time seen before the engine started
     version: int = 0  # bumped by every change: what a snapshot covers
+    meta: dict[int, list[dict]] = field(default_factory=dict)  # close_key -> meta not yet in the engine
+    next_offset: int | None = None  # the partials offset expected next (a gap means a lost read)
 
     @classmethod
     def new(cls, engine: Engine, idle_seconds: float) -> DetectStage:
@@ -87,15 +143,17 @@ class DetectStage:
         source = f"{topic}/{partition}"
         if self._seen(source, offset, msg.get("batch")):
             self.duplicates += 1
-            self.watermark.observe(source, None, now)
+            self.watermark.observe(source, None, now, msg.get("caught_up", True))
             return self.on_tick(now)
         self.applied[source] = offset
         self.version += 1
         if self.engine.max_ts is None and msg.get("min_ts") is not None:
             self.start_ts = min(self.start_ts or msg["min_ts"], msg["min_ts"])
         self.engine.apply_partials(msg["partials"])
+        for key, meta in msg.get("meta", ()):
+            self.meta.setdefault(key, []).append(meta)
         self.events += msg.get("events", 0)
-        self.watermark.observe(source, msg.get("max_ts"), now)
+        self.watermark.observe(source, msg.get("max_ts"), now, msg.get("caught_up", True))
         return self.on_tick(now)
 
     def on_tick(self, now: float) -> list[dict]:
@@ -112,7 +170,18 @@ class DetectStage:
         if wm <= self.engine.max_ts:
             return []
         self.version += 1
-        return self.engine.advance(wm)
+        return self._advance(wm)
+
+    def _advance(self, wm: float) -> list[dict]:
+        """``engine.advance(wm)``, taking each minute's meta in just before that minute closes."""
+        engine, out = self.engine, []
+        lateness = engine.config.lateness
+        for key in sorted(k for k in self.meta if k <= int((wm - lateness) // STEP) - 1):
+            if key - 1 > engine.closed_minute:  # close the minutes before it first
+                out.extend(engine.advance(key * STEP + lateness))
+            engine.apply_partials(self.meta.pop(key))
+        out.extend(engine.advance(wm))
+        return out
 
     def _seen(self, source: str, offset: int, batch_id: str | None) -> bool:
         if offset <= self.applied.get(source, -1):

@@ -30,6 +30,7 @@ __all__ = ["Watermark"]
 class _Input:
     max_ts: float | None = None
     seen: float = 0.0  # wall time of the last message
+    caught_up: bool = True  # its last message was the newest of its partition then
 
 
 @dataclass(slots=True)
@@ -41,11 +42,13 @@ class Watermark:
     first_seen: float | None = None
     high: float | None = None  # the highest value returned: the watermark never goes back
 
-    def observe(self, source: str, max_ts: float | None, now: float) -> None:
-        """A batch from ``source`` (``topic/partition``) whose newest event is ``max_ts``."""
+    def observe(self, source: str, max_ts: float | None, now: float, caught_up: bool = True) -> None:
+        """A batch from ``source`` (``topic/partition``) whose newest event is ``max_ts``;
+        ``caught_up``: nothing was behind it in its partition when it was read."""
         inp = self.inputs.get(source)
         if inp is None:
             inp = self.inputs[source] = _Input()
+        inp.caught_up = caught_up
         if max_ts is not None and (inp.max_ts is None or max_ts > inp.max_ts):
             inp.max_ts = max_ts
         inp.seen = max(inp.seen, now)
@@ -59,7 +62,7 @@ class Watermark:
         if not times or self.first_seen is None or now - self.first_seen < self.idle_seconds:
             return None
         active = [i.max_ts for i in self.inputs.values()
-                  if i.max_ts is not None and now - i.seen <= self.idle_seconds]
+                  if i.max_ts is not None and (now - i.seen <= self.idle_seconds or not i.caught_up)]
         if active:
             value = min(active)
         else:

@@ -1,4 +1,5 @@
-"""One ``test_context()`` test per agent: the wiring, without a broker.
+"""One ``test_context()`` test per agent: the wiring, without a broker (ingest is not an agent:
+``tests/test_worker_ingest.py``).
 
 Topics and tables are swapped for fakes through the worker context (``ctx.topics`` /
 ``ctx.tables``); what the agents send is what these fakes record.
@@ -34,20 +35,6 @@ def app_ctx(tmp_path):
     ctx.topics = {name: FakeTopic() for name in ctx.topics}
     ctx.tables = {name: {} for name in ctx.tables}
     return app, ctx
-
-
-async def test_ingest_parses_a_batch_and_sends_one_partials_message_and_its_rejects(app_ctx):
-    app, ctx = app_ctx
-    lines = [litellm_payload(T0 + i, ok=i != 1) for i in range(3)] + [b"not json", b'{"no": "format"}']
-    async with app.agents["ingest"].test_context() as agent:
-        await agent.put(encode_batch(lines))
-    (_, value), = ctx.topics["partials"].sent
-    msg = orjson.loads(value)
-    assert msg["events"] == 3 and msg["min_ts"] == pytest.approx(T0 + 0.5, abs=1)
-    assert {p["t"] for p in msg["partials"]} == {"leaf", "meta"}
-    rejects = [orjson.loads(v) for _, v in ctx.topics["rejects"].sent]
-    assert [(r["stage"], r["reason"]) for r in rejects] == [("parse", "not_json"), ("parse", "unknown_format")]
-    assert rejects[0]["raw"] == "not json"
 
 
 async def test_detect_applies_partials_closes_minutes_and_snapshots(app_ctx):

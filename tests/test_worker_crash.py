@@ -24,18 +24,7 @@ from connectors.kafka import HEADER_BATCH, ensure_topics, raw_topic
 from models.engine import Engine
 from tests.worker_helpers import WebhookReceiver, free_port, health, replay_notes, simulate_small, start_worker, wait_for
 
-pytestmark = [
-    pytest.mark.integration, pytest.mark.slow,
-    # KNOWN FAILURE (about 4 runs in 5 on Tansu, 2 cores): after the SIGKILL some raw
-    # batches of the killed worker's partitions are never ingested. The partials topic then
-    # holds no message for e.g. raw.langfuse/2 offset 3 while the survivor's first one for
-    # that partition is offset 4: the killed worker's committed raw offsets ran ahead of
-    # the partials it had sent and the broker had stored. Lost events (~700 of 21,844)
-    # then change or add notifications. Not reproduced without the kill; the post-mortem
-    # (partials ids, survivor /health) is written to tmp_path on failure.
-    pytest.mark.xfail(reason="raw offsets committed ahead of durable partials on SIGKILL (see module)",
-                      strict=False),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 4
 
 

@@ -43,6 +43,13 @@ async def test_worker_sends_what_replay_sends(kafka_bootstrap, tmp_path):
         state = await wait_for(lambda: health(port), timeout=10)
         # every event counted once, and the same events as replay's engine counted
         assert state["detect"]["events"] == state["events_ingested"] == engine.events
+        assert state["lag"] and not any(state["lag"].values())  # caught up with every raw partition
+        metrics = await _metrics(port)
+        for name in ("gatewatch_worker_records_in_total", "gatewatch_worker_records_out_total",
+                     'gatewatch_worker_rejected_total{reason="not_json",stage="parse"} 1.0',
+                     "gatewatch_worker_consumer_lag{", "gatewatch_worker_open_incidents",
+                     "gatewatch_worker_detectors"):
+            assert name in metrics, name
     finally:
         worker.terminate()
         assert worker.wait(30) == 0  # SIGTERM: a graceful stop
@@ -52,3 +59,10 @@ async def _detecting(port):
     state = await health(port)
     return state and state["detect"]
 
+
+
+async def _metrics(port: int) -> str:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        return (await client.get(f"http://127.0.0.1:{port}/metrics")).text

@@ -11,7 +11,7 @@ from connectors.file_source import route
 from connectors.files import open_input
 from models.engine import Engine
 from streams.snapshot import CHUNK, read_snapshot, write_snapshot
-from streams.stages import DetectStage, RawBatch, ingest_batch
+from streams.stages import DetectStage, IngestStage, RawBatch, ingest_batch
 from streams.watermark import Watermark
 from tests.worker_helpers import replay_notes, simulate_small
 
@@ -90,3 +90,46 @@ def test_the_detect_stage_survives_pickle(sim_files):
     stage.on_tick(20.0)
     clone = pickle.loads(pickle.dumps(stage))
     assert clone.events == stage.events and clone.engine.closed_minute == stage.engine.closed_minute
+
+
+def test_budget_timing_and_duplicate_requests_match_replay(tmp_path):
+    """Spend reaches the engine at the minute replay counts it (a budget alert fires at the
+    same minute), and a request carried twice (callback and SpendLogs: here the LiteLLM
+    file again, on another partition) is counted once, as replay counts it."""
+    files = simulate_small(tmp_path / "sim", incidents="budget_breach,runaway_agent", hours=3)
+    want = replay_notes([*files, files[0]])
+    assert any(n["category"] == "budget" for n in want)
+    stage, ingest, notes, now = DetectStage.new(Engine(), idle_seconds=5), IngestStage(), [], 0.0
+    second = (RawBatch(r.topic, 1, r.offset, r.value) for r in raw_batches(files[0]))
+    for n, raw in enumerate(r for group in itertools.zip_longest(*(raw_batches(p) for p in files), second)
+                            for r in group if r):
+        msg, _ = ingest.ingest(raw)
+        now = n * 0.01
+        notes += stage.on_partials(orjson.loads(orjson.dumps(msg)), now)
+    notes += stage.on_tick(now + 100)  # every input idle: the input has ended
+    assert ingest.duplicates > 0
+    assert orjson.loads(orjson.dumps(notes)) == want
+
+
+def test_a_raw_message_read_again_is_not_a_duplicate_of_itself():
+    from tests.engine_helpers import T0
+    from tests.worker_helpers import litellm_payload
+
+    ingest = IngestStage()
+    value = b"\n".join(litellm_payload(T0 + i, request_id=f"r{i}") for i in range(3))
+    first, _ = ingest.ingest(RawBatch("raw.litellm", 0, 7, value))
+    again, _ = ingest.ingest(RawBatch("raw.litellm", 0, 7, value))  # a new owner re-reads it
+    other, _ = ingest.ingest(RawBatch("raw.litellm", 1, 3, value))  # the same requests elsewhere
+    assert first["events"] == again["events"] == 3 and other["events"] == 0
+    assert first["records"] == 3 and ingest.duplicates == 3
+
+
+def test_an_input_with_more_to_read_is_slow_not_idle():
+    wm = Watermark(idle_seconds=10, finish_margin=90)
+    wm.observe("a/0", 1000.0, now=0)
+    wm.observe("b/0", 400.0, now=0, caught_up=False)  # its partition had more behind this batch
+    wm.observe("a/0", 1100.0, now=30)
+    assert wm.value(now=30) == 400.0  # quiet for 30 s, but lagging: it still holds detection back
+    wm.observe("b/0", 1050.0, now=31)  # caught up now
+    wm.observe("a/0", 1200.0, now=44)
+    assert wm.value(now=45) == 1200.0  # b quiet and caught up: idle

@@ -1,0 +1,76 @@
+"""Raw partitions for the ingest group, weighted by who also runs detection.
+
+Detection (one partials partition) is about a quarter of a worker's CPU. With every member
+taking an equal share of the raw partitions, the worker that also detects is the slowest
+and two workers are at best ~1.6x one. Each member says in its group metadata whether it
+detects now; the leader deals each raw topic's partitions so that a detecting member gets
+``DETECT_WEIGHT`` of a share. When a worker
+gains or loses detection it asks the ingest group to rebalance (``IngestLoop.set_detecting``).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+
+__all__ = ["DETECT_WEIGHT", "deal", "weighted_assignor"]
+
+# Measured (benchmarks/RESULTS.md): detect is ~1/4 of a worker's CPU, ingest ~3/4. With two
+# members the detecting one balances the other at a share x of ingest where
+# x * 3/4 + 1/4 = (1 - x) * 3/4, x = 1/3: weight 1/2 against the other's 1.
+DETECT_WEIGHT = 0.5
+DETECTING = b"detect"
+
+
+def deal(partitions: list[int], weights: Mapping[str, float]) -> dict[str, list[int]]:
+    """Partitions to members in proportion to their weights (largest remainder, stable)."""
+    members = sorted(weights)
+    total = sum(weights.values()) or 1.0
+    quota = {m: len(partitions) * weights[m] / total for m in members}
+    counts = {m: int(quota[m]) for m in members}
+    for m in sorted(members, key=lambda m: (counts[m] - quota[m], m))[:len(partitions) - sum(counts.values())]:
+        counts[m] += 1
+    out, start = {}, 0
+    for m in members:
+        out[m] = partitions[start:start + counts[m]]
+        start += counts[m]
+    return out
+
+
+def weighted_assignor(state: dict) -> type[AbstractPartitionAssignor]:
+    """An assignor class whose metadata reads ``state["detecting"]`` (aiokafka wants classes)."""
+
+    class WeightedAssignor(AbstractPartitionAssignor):
+        name = "gatewatch-weighted"
+        version = 0
+
+        @classmethod
+        def assign(cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata],
+                   ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            weights = {m: DETECT_WEIGHT if md.user_data == DETECTING else 1.0 for m, md in members.items()}
+            topics: set[str] = set().union(*(md.subscription for md in members.values()))
+            # Partition-major (p0 of every topic, then p1, ...): a member's slice holds a part of
+            # every source, and the weights act on all the partitions, not four at a time.
+            tps = sorted((p, t) for t in topics for p in cluster.partitions_for_topic(t) or ())
+            assignment: dict[str, dict[str, list[int]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+            for member, indices in deal(list(range(len(tps))), weights).items():
+                for i in indices:
+                    partition, topic = tps[i]
+                    assignment[member][topic].append(partition)
+            return {m: ConsumerProtocolMemberAssignment(cls.version, sorted(assignment[m].items()), b"")
+                    for m in members}
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics),
+                                                  DETECTING if state.get("detecting") else b"")
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            return None
+
+    return WeightedAssignor

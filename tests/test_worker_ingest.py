@@ -1,0 +1,126 @@
+"""The ingest loop on the real broker (Tansu): raw batches in, one partials message per
+batch and the rejects out, and the raw offsets committed only after those are stored, so
+a second loop of the same group starts where the first one stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from connectors.kafka import encode_batch, ensure_topics, raw_topic
+from streams.ingest import IngestLoop
+from streams.stages import IngestStage
+from streams.topics import topic_names
+from tests.engine_helpers import T0
+from tests.worker_helpers import litellm_payload, read_topic
+
+pytestmark = [pytest.mark.integration]
+
+
+async def _setup(bootstrap: str, prefix: str) -> None:
+    await ensure_topics(bootstrap, prefix, 2)
+    names = topic_names(prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(names.partials, 1, 1), NewTopic(names.rejects, 1, 1)])
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, prefix: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        for i, value in enumerate(values):
+            await producer.send_and_wait(raw_topic("litellm", prefix), value, partition=i % 2)
+    finally:
+        await producer.stop()
+
+
+def _loop(bootstrap: str, prefix: str, done: list) -> IngestLoop:
+    names = topic_names(prefix)
+    return IngestLoop([bootstrap], names.raw, f"{prefix}-ingest", names.partials, names.rejects, IngestStage(),
+                      session_timeout=6.0, on_done=lambda msg, rejects: done.append((msg, rejects)))
+
+
+async def _run_until(loop: IngestLoop, done: list, count: int, timeout: float) -> None:
+    task = asyncio.ensure_future(loop.run())
+    try:
+        for _ in range(int(timeout * 10)):
+            if len(done) >= count:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_ingest_commits_only_what_it_stored_and_a_new_member_resumes_there(kafka_bootstrap):
+    prefix = f"ing{uuid.uuid4().hex[:8]}"
+    await _setup(kafka_bootstrap, prefix)
+    batches = [encode_batch([litellm_payload(T0 + 10 * b + i, request_id=f"r{b}-{i}") for i in range(5)])
+               for b in range(4)]
+    batches[1] += b"\nnot json"
+    await _produce(kafka_bootstrap, prefix, batches)
+    done: list = []
+    await _run_until(_loop(kafka_bootstrap, prefix, done), done, 4, timeout=30)
+    assert sorted(m["events"] for m, _ in done) == [5, 5, 5, 5]
+    assert [r["reason"] for _, rejects in done for r in rejects] == ["not_json"]
+    names = topic_names(prefix)
+    partials = await read_topic(kafka_bootstrap, names.partials, until=4, timeout=10, settle=0.5)
+    assert sorted(tuple(m["id"][1:]) for m in partials) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"{prefix}-ingest")
+    await consumer.start()
+    try:
+        topic = raw_topic("litellm", prefix)
+        assert [await consumer.committed(TopicPartition(topic, p)) for p in (0, 1)] == [2, 2]
+    finally:
+        await consumer.stop()
+    await _produce(kafka_bootstrap, prefix, [encode_batch([litellm_payload(T0 + 99, request_id="late")])])
+    more: list = []
+    await _run_until(_loop(kafka_bootstrap, prefix, more), more, 1, timeout=30)
+    assert [(m["id"][1:], m["events"]) for m, _ in more] == [([0, 2], 1)]  # only the new batch
+
+
+async def test_detect_reads_again_the_partials_its_consumer_skipped(kafka_bootstrap):
+    from types import SimpleNamespace
+
+    from streams.agents import _in_order
+
+    topic = f"gap{uuid.uuid4().hex[:8]}.partials"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        for i in range(6):
+            await producer.send_and_wait(topic, orjson.dumps({"n": i}), partition=0)
+    finally:
+        await producer.stop()
+    ctx = SimpleNamespace(stage=SimpleNamespace(next_offset=1), pending=[], counts={"partials_gaps": 0},
+                          settings=SimpleNamespace(brokers=[kafka_bootstrap]))
+
+    def event(offset: int):
+        return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=0, offset=offset))
+
+    assert await _in_order(ctx, event(1)) == []  # the expected one
+    missed = await _in_order(ctx, event(5))  # 2, 3, 4 were skipped by the consumer
+    assert [orjson.loads(v)["n"] for v in missed] == [2, 3, 4] and ctx.counts["partials_gaps"] == 1
+    assert await _in_order(ctx, event(3)) is None and len(ctx.pending) == 1  # a re-read: applied already
+    assert ctx.stage.next_offset == 6
+
+
+@pytest.mark.parametrize("weights, want", [
+    ({"a": 1.0, "b": 1.0}, {"a": [0, 1], "b": [2, 3]}),
+    ({"a": 0.25, "b": 1.0}, {"a": [0], "b": [1, 2, 3]}),  # a also detects: a quarter share
+    ({"a": 0.25}, {"a": [0, 1, 2, 3]}),  # alone, it reads everything
+    ({"a": 0.25, "b": 1.0, "c": 1.0}, {"a": [], "b": [0, 1], "c": [2, 3]}),
+])
+def test_raw_partitions_are_dealt_by_weight_and_every_one_once(weights, want):
+    from streams.assignor import deal
+
+    assert deal([0, 1, 2, 3], weights) == want

@@ -124,7 +124,7 @@ async def test_the_worker_takes_the_burst_through_kafka_lag_and_sends_what_repla
         lags: list[int] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            lag = await _group_lag(kafka_bootstrap, f"{prefix}-{prefix}", raw_topics)  # Faust's group: app id
+            lag = await _group_lag(kafka_bootstrap, f"{prefix}-{prefix}-ingest", raw_topics)  # the ingest group
             if lag is not None:
                 lags.append(lag)
             if tail.poll() is not None and lags and lags[-1] == 0 and max(lags) > 0:

@@ -32,7 +32,7 @@ from connectors.delivery import idempotency_key
 from connectors.kafka import read_range
 from gatewatch.commands.deliver import open_delivery
 from gatewatch.config import load_config
-from models.engine import Engine
+from models.pipeline import build_engine
 from streams.ingest import IngestLoop
 from streams.snapshot import read_snapshot, write_snapshot
 from streams.stages import DetectStage, IngestStage
@@ -81,7 +81,7 @@ class WorkerContext:
         "partials_gaps": 0})
 
     def new_stage(self) -> DetectStage:
-        engine = Engine(load_config(self.settings.config))
+        engine = build_engine(load_config(self.settings.config), no_models=not self.settings.models)
         return DetectStage.new(engine, self.settings.idle_seconds)
 
     def health(self) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class WorkerSettings(Settings):
     tick_seconds: float = Field(1.0, validation_alias="GATEWATCH_TICK_SECONDS")
     session_timeout: float = Field(60.0, validation_alias="GATEWATCH_SESSION_TIMEOUT")
     app_id: str = Field("gatewatch-worker", validation_alias="GATEWATCH_APP_ID")
+    # The online anomaly models, as `gatewatch replay` runs them (off: rules only, like --no-models).
+    models: bool = Field(True, validation_alias="GATEWATCH_MODELS")
 
 
 def create_app(settings: WorkerSettings, *, register: bool = True, config_raw: dict | None = None) -> faust.App:

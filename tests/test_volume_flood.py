@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from gatewatch.replay import replay
-from models.engine import Engine
+from models.pipeline import build_engine
 from streams.topics import topic_names
 from tests.worker_helpers import (
     free_port,
@@ -113,7 +113,7 @@ async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int | Non
 async def test_the_worker_takes_the_burst_through_kafka_lag_and_sends_what_replay_sends(
         kafka_bootstrap, burst_files, tmp_path) -> None:
     files, _ = burst_files
-    want = replay_notes(files, Engine())
+    want = replay_notes(files, build_engine())
     prefix, port = f"burst{uuid.uuid4().hex[:8]}", free_port()
     names = topic_names(prefix)
     raw_topics = list(names.raw)

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from connectors.file_source import route
 from connectors.files import open_input
 from connectors.kafka import HEADER_BATCH, ensure_topics, raw_topic
-from models.engine import Engine
+from models.pipeline import build_engine
 from tests.worker_helpers import WebhookReceiver, free_port, health, replay_notes, simulate_small, start_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,7 +55,7 @@ async def produce(bootstrap: str, prefix: str, items: list, pause: float) -> Non
 
 async def test_survivor_takes_over_and_nothing_is_lost_or_sent_twice(kafka_bootstrap, tmp_path):
     files = simulate_small(tmp_path / "sim")
-    engine = Engine()
+    engine = build_engine()  # rules and models, as `gatewatch replay` and the worker run
     want = replay_notes(files, engine)
     prefix = f"crash{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka_bootstrap, prefix, PARTITIONS)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from models.engine import Engine
+from models.pipeline import build_engine
 
 from streams.topics import topic_names
 from tests.worker_helpers import (free_port, health, read_topic, replay_notes, simulate_small, start_worker,
@@ -21,7 +21,7 @@ async def test_worker_sends_what_replay_sends(kafka_bootstrap, tmp_path):
     files = simulate_small(tmp_path / "sim")  # 1.5 h, ~22k records, one provider outage
     junk = tmp_path / "junk.ndjson"
     junk.write_bytes(b'not json\n{"neither": "a known format"}\n')
-    engine = Engine()
+    engine = build_engine()  # rules and models, as `gatewatch replay` and the worker run
     want = replay_notes(files, engine)
     assert any(n["category"] == "error_rate" for n in want)
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 from gatewatch.config import ConfigError, load_config
+from models.pipeline import build_engine  # noqa: F401  (re-exported: demo, tune, tests, benchmarks)
 
 HELP = "run the detection pipeline over historic log files, without Kafka (CONTRACT §1)"
 
@@ -47,27 +48,6 @@ def check_inputs(files: list[str]) -> str | None:
         if not os.access(path, os.R_OK):
             return f"gatewatch replay: {path}: permission denied"
     return None
-
-
-def build_engine(config, no_models: bool = False, no_rules: bool = False):
-    """The detection engine replay and the worker share: rules, the budget forecast and,
-    unless switched off, the online anomaly models."""
-    from dataclasses import replace
-
-    from models.anomaly import attach_models
-    from models.budget import attach_budget_forecast
-    from models.engine import Engine
-    from models.explain import attach_rule_explanations
-
-    if no_rules:
-        config = replace(config, rules=())
-    engine = Engine(config)
-    if not no_models and config.anomaly.get("enabled", True):
-        attach_models(engine)  # attaches the budget forecast too
-    else:
-        attach_rule_explanations(engine)  # rule alerts still say expected vs actual, and who
-        attach_budget_forecast(engine)
-    return engine
 
 
 def run(args: argparse.Namespace) -> int:

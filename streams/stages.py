@@ -13,6 +13,8 @@ Both are part of the snapshot, so they survive a restart with the engine.
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ from connectors.kafka import decode_batch
 from connectors.recent import RecentKeys
 from models.engine import Engine
 from models.events import REQUEST, Event, Rejected
+from models.clock import FUTURE
 from models.partials import Partials
 from models.redaction import redact
 from models.windows import STEP
@@ -42,9 +45,13 @@ class RawBatch:
     source: str | None = None
 
 
-def ingest_batch(raw: RawBatch, lateness: float = 30.0,
-                 duplicate: Callable[[Event], bool] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def ingest_batch(raw: RawBatch, lateness: float = 30.0, duplicate: Callable[[Event], bool] | None = None,
+                 not_after: float | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Parse and pre-aggregate one raw batch: (the partials message, the rejects).
+
+    An event stamped after ``not_after`` (the live service passes the wall clock plus a
+    margin) is rejected ``future_timestamp``: one such outlier would move the watermark
+    ahead and make every later event of every source "too late".
 
     Minute buckets go in ``partials``; the batch's meta (spend per team and day, reported
     spend and budgets, implied labels) goes in ``meta`` keyed by the minute whose close
@@ -61,6 +68,10 @@ def ingest_batch(raw: RawBatch, lateness: float = 30.0,
             rejects.append(_reject(raw, line, rej))
             continue
         for ev in parsed:
+            if not_after is not None and ev.ts > not_after:
+                rejects.append(_reject(raw, line, Rejected(
+                    FUTURE, f"{ev.kind} at {ev.ts:.3f} is ahead of the service's clock ({not_after:.0f})")))
+                continue
             if duplicate is not None and duplicate(ev):
                 continue
             key = close_key(ev.ts, lateness)
@@ -92,10 +103,16 @@ def close_key(ts: float, lateness: float) -> int:
 class IngestStage:
     """``ingest_batch`` with replay's request-id dedup (the LiteLLM callback and SpendLogs both
     carry a request). A request id is remembered with the raw message it came from, so the
-    same message read again (at least once) is not taken for a duplicate of itself."""
+    same message read again (at least once) is not taken for a duplicate of itself.
 
-    def __init__(self, lateness: float = 30.0, capacity: int = 200_000) -> None:
-        self.lateness = lateness
+    Live, the wall clock is the reference for time: an event more than ``max_ahead`` seconds
+    ahead of it is rejected ``future_timestamp`` (replay, with no such reference, judges each
+    file against its own events: ``models/clock.py``). ``max_ahead=None`` turns the check off.
+    """
+
+    def __init__(self, lateness: float = 30.0, capacity: int = 200_000, max_ahead: float | None = 900.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.lateness, self.max_ahead, self.clock = lateness, max_ahead, clock
         self.requests = RecentKeys(capacity)
         self.duplicates = 0
 
@@ -108,7 +125,8 @@ class IngestStage:
             self.duplicates += 1
             return True
 
-        return ingest_batch(raw, self.lateness, duplicate)
+        not_after = None if self.max_ahead is None else self.clock() + self.max_ahead
+        return ingest_batch(raw, self.lateness, duplicate, not_after)
 
 
 def _reject(raw: RawBatch, line: bytes, rej: Rejected) -> dict[str, Any]:

@@ -133,3 +133,21 @@ def test_an_input_with_more_to_read_is_slow_not_idle():
     wm.observe("b/0", 1050.0, now=31)  # caught up now
     wm.observe("a/0", 1200.0, now=44)
     assert wm.value(now=45) == 1200.0  # b quiet and caught up: idle
+
+
+def test_ingest_rejects_events_ahead_of_the_service_clock(sim_files):
+    """Live, an event far ahead of the wall clock is a clock or unit error: rejected with its
+    reason (it would drag the watermark ahead of every other source), its neighbours kept."""
+    raw = next(raw_batches(sim_files[0]))
+    lines = raw.value.split(b"\n")
+    first = orjson.loads(lines[0])
+    ahead = {**first, "startTime": first["startTime"] + 10 * 86400, "endTime": first["endTime"] + 10 * 86400,
+             "id": "from-the-future"} if isinstance(first.get("startTime"), (int, float)) else None
+    assert ahead is not None, "the simulated LiteLLM payloads carry epoch-second times"
+    batch = RawBatch(raw.topic, 0, 0, b"\n".join([orjson.dumps(ahead), *lines]))
+    now = first["startTime"] + 3600  # the service's clock: an hour after the batch's own time
+    msg, rejects = IngestStage(clock=lambda: now).ingest(batch)
+    assert [r["reason"] for r in rejects] == ["future_timestamp"]
+    assert msg["events"] == len(lines) and msg["max_ts"] < now
+    msg_off, rejects_off = IngestStage(max_ahead=None).ingest(batch)
+    assert rejects_off == [] and msg_off["events"] == len(lines) + 1

@@ -65,6 +65,17 @@ class Alert:
     score: float | None = None
     firing: bool = True
     ended_at: float | None = None
+    worst_value: float | None = None  # the reading furthest past the threshold while firing ...
+    worst_title: str = ""  # ... and its title: a resolved message says how bad it got
+
+    def note_reading(self, value: float, title: str) -> None:
+        """Keep the worst reading: furthest from the threshold on the side the alert fired."""
+        if self.worst_value is None:
+            self.worst_value, self.worst_title = value, title
+            return
+        up = self.threshold is None or self.worst_value >= self.threshold
+        if (value > self.worst_value) if up else (value < self.worst_value):
+            self.worst_value, self.worst_title = value, title
 
 
 @dataclass(slots=True)
@@ -126,6 +137,7 @@ class IncidentManager:
             inc = None
         if inc is None:
             inc = self._home_for(alert, now)
+        alert.note_reading(alert.value, alert.title)
         inc.alerts[alert.id] = alert
         inc.quiet_since = None
         self.by_alert[alert.id] = inc
@@ -136,6 +148,8 @@ class IncidentManager:
         if inc is not None and fresh.id in inc.alerts:
             a = inc.alerts[fresh.id]
             a.value, a.title, a.threshold = fresh.value, fresh.title, fresh.threshold
+            if a.firing:
+                a.note_reading(fresh.value, fresh.title)
             a.baseline = fresh.baseline if fresh.baseline is not None else a.baseline
             a.explanation = fresh.explanation or a.explanation
             a.score = fresh.score if fresh.score is not None else a.score

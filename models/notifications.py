@@ -65,6 +65,8 @@ def alert_dict(a) -> dict:
         d["score"] = _round(a.score)
     if a.ended_at is not None:
         d["ended_at"] = iso(a.ended_at)
+    if a.worst_value is not None and a.worst_value != a.value:
+        d["worst"] = _round(a.worst_value)
     return d
 
 
@@ -76,8 +78,8 @@ def render_notification(inc, status: str, now: float, reason: str) -> dict:
     alerts = sorted(inc.alerts.values(), key=lambda a: (a.started_at, a.id))
     primary = _primary(inc)
     title = primary.title
-    if status == "resolved":
-        title = f"RESOLVED: {title}"
+    if status == "resolved":  # how bad it got, not the calm reading it ended on
+        title = f"RESOLVED: {primary.worst_title or title}" + (" at worst" if primary.worst_title else "")
     labels = common_labels(alerts)
     categories = []
     for a in sorted(alerts, key=lambda a: (-{"critical": 2, "warning": 1}.get(a.severity, 0), a.started_at)):
@@ -100,11 +102,17 @@ def render_notification(inc, status: str, now: float, reason: str) -> dict:
     })  # type: ignore[return-value]
 
 
+def _what(a, status: str) -> str:
+    if status == "resolved" and a.worst_title:
+        return f"{a.worst_title} at worst, now {a.title}" if a.worst_title != a.title else a.title
+    return a.title
+
+
 def summary_text(inc, alerts, labels, status: str, now: float) -> str:
     firing = [a for a in alerts if a.firing]
     mins = (now - inc.started_at) / 60
     lines = [
-        f"What: {_primary(inc).title}",
+        f"What: {_what(_primary(inc), status)}",
         f"Where: {where(labels)}",
         f"Since: {iso(inc.started_at)} ({mins:.0f} min)" + (" - now resolved" if status == "resolved" else ""),
         f"Alerts: {len(firing)} firing of {len(alerts)}",
@@ -112,6 +120,8 @@ def summary_text(inc, alerts, labels, status: str, now: float) -> str:
     for a in alerts:
         state = "firing" if a.firing else "resolved"
         line = f"  - [{a.severity}] {a.name} ({state}): {a.title}"
+        if not a.firing and a.worst_title and a.worst_title != a.title:
+            line = f"  - [{a.severity}] {a.name} ({state}): worst {a.worst_title}; last {a.title}"
         if a.explanation:
             line += f"; {a.explanation}"
         lines.append(line)

@@ -101,3 +101,31 @@ def test_a_condition_back_hours_later_is_judged_afresh():
     again = alert("TrafficSurge", "traffic", {}, T0 + 5 * 3600)  # the budget still fires; a new surge
     im.fire(again, again.started_at)
     assert im.by_alert[again.id] is not home
+
+
+def test_the_resolved_message_says_how_bad_it_got():
+    im = IncidentManager()
+    crash = alert("GatewayCrashLoop", "availability", {"app": "llm-gateway"}, T0, "critical")
+    crash.value, crash.threshold, crash.title = 4.0, 2.0, "app llm-gateway crashed 4x in 10 min"
+    im.fire(crash, T0)
+    for n, at in ((30.0, 60), (12.0, 120), (0.0, 600)):  # worse, better, calm
+        fresh = alert("GatewayCrashLoop", "availability", {"app": "llm-gateway"}, T0, "critical")
+        fresh.value, fresh.threshold, fresh.title = n, 2.0, f"app llm-gateway crashed {n:.0f}x in 10 min"
+        im.update(fresh)
+    assert im.flush(T0 + 60)[0]["reason"] == "new"
+    im.resolve(crash.id, T0 + 600)
+    resolved = im.flush(T0 + 1200)[0]
+    assert resolved["status"] == "resolved"
+    assert resolved["title"] == "RESOLVED: app llm-gateway crashed 30x in 10 min at worst"
+    assert resolved["alerts"][0]["value"] == 0.0 and resolved["alerts"][0]["worst"] == 30.0
+    assert "crashed 30x in 10 min at worst, now app llm-gateway crashed 0x" in resolved["summary"]
+
+    low = IncidentManager()  # a "<" alert: lower is worse
+    cache = alert("CacheHitRateLow", "cache", {}, T0)
+    cache.value, cache.threshold = 0.2, 0.25
+    low.fire(cache, T0)
+    for v in (0.05, 0.15, 0.4):
+        fresh = alert("CacheHitRateLow", "cache", {}, T0)
+        fresh.value, fresh.threshold, fresh.title = v, 0.25, f"cache hit rate {v:.0%}"
+        low.update(fresh)
+    assert cache.worst_value == 0.05 and cache.worst_title == "cache hit rate 5%"

@@ -25,6 +25,9 @@ from models.silences import label_set
 __all__ = ["SlackSink", "SlackWebhookSink", "render_message", "thread_line", "route_channel"]
 
 THREADS_STATE = "slack_threads"
+PENDING_STATE = "slack_pending_posts"  # incident → channel of a parent post whose answer never came
+CHANNEL_IDS_STATE = "slack_channel_ids"  # "#name" → the ID Slack answered with (history needs an ID)
+EVENT_TYPE = "gatewatch_incident"  # message metadata: how a retry finds a parent that did get posted
 MAX_THREADS = 5000  # incident → ts entries kept; old incidents no longer get updates anyway
 _EMOJI = {"critical": ":red_circle:", "warning": ":warning:", "info": ":information_source:"}
 _RESOLVED = ":white_check_mark:"
@@ -172,13 +175,50 @@ class SlackSink:
         channel = route_channel(n, self.routes, self.default_channel)
         if not channel:
             return Outcome(False, "no Slack channel routed (set GATEWATCH_SLACK_CHANNEL)")
+        incident = str(n.get("incident"))
+        pending = self.store.get(PENDING_STATE) or {}
+        if incident in pending and await self._already_posted(incident, pending[incident]):
+            return Outcome(False, None)  # the earlier attempt did post: no second parent
+        self._pending(incident, channel)
         text, blocks = render_message(n)
-        resp = await _guard(self.client.chat_postMessage(channel=channel, text=text, blocks=blocks))
+        metadata = {"event_type": EVENT_TYPE, "event_payload": {"incident": incident}}
+        resp = await _guard(self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, metadata=metadata))
         if isinstance(resp, Outcome):
             return resp
         # remember at once: a retry of a later step must not post a second parent
-        self._remember(str(n.get("incident")), str(resp.get("channel") or channel), str(resp["ts"]))
+        self._remember(incident, str(resp.get("channel") or channel), str(resp["ts"]))
+        self._pending(incident, None)
+        if resp.get("channel") and resp["channel"] != channel:
+            ids = self.store.get(CHANNEL_IDS_STATE) or {}
+            if ids.get(channel) != resp["channel"]:
+                self.store.put(CHANNEL_IDS_STATE, {**ids, channel: str(resp["channel"])})
         return Outcome(False, None)
+
+    def _pending(self, incident: str, channel: str | None) -> None:
+        pending = self.store.get(PENDING_STATE) or {}
+        if channel is None:
+            pending.pop(incident, None)
+        else:
+            pending[incident] = channel
+        self.store.put(PENDING_STATE, dict(list(pending.items())[-MAX_THREADS:]))
+
+    async def _already_posted(self, incident: str, channel: str) -> bool:
+        """Slack's postMessage has no idempotency key: after an attempt whose answer was lost
+        (a timeout), look for our parent in the channel's recent history by its metadata.
+        Needs ``channels:history`` and a channel ID: a ``#name`` is looked up among the IDs
+        Slack answered earlier posts with. When the lookup fails, the post is made (a
+        duplicate is better than silence)."""
+        channel = (self.store.get(CHANNEL_IDS_STATE) or {}).get(channel, channel)
+        resp = await _guard(self.client.conversations_history(channel=channel, limit=100, include_all_metadata=True))
+        if isinstance(resp, Outcome):
+            return False
+        for message in resp.get("messages") or ():
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == EVENT_TYPE and (meta.get("event_payload") or {}).get("incident") == incident:
+                self._remember(incident, str(resp.get("channel") or channel), str(message["ts"]))
+                self._pending(incident, None)
+                return True
+        return False
 
     async def _update(self, n: Mapping[str, Any], parent: Mapping[str, str]) -> Outcome:
         text, blocks = render_message(n)

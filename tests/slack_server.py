@@ -38,6 +38,9 @@ class ScriptedServer:
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 owner._handle(self)
 
+            def do_GET(self) -> None:  # noqa: N802 (slack-sdk reads history with GET)
+                owner._handle(self)
+
             def log_message(self, *args: Any) -> None:
                 return None
 
@@ -98,6 +101,8 @@ def _reply(req: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict
 
 
 def _params(req: BaseHTTPRequestHandler, body: bytes) -> dict[str, Any]:
+    if req.command == "GET":
+        return dict(parse_qsl(req.path.partition("?")[2]))
     if "json" in (req.headers.get("Content-Type") or ""):
         return json.loads(body or b"{}")
     params: dict[str, Any] = dict(parse_qsl(body.decode()))
@@ -125,8 +130,15 @@ class FakeSlack(ScriptedServer):
         if req.path.startswith("/hooks/"):
             self.requests.append({"method": "webhook", **json.loads(body)})
             return _reply(req, 200, "ok", content_type="text/plain")
-        method = req.path.rsplit("/", 1)[-1]
+        method = req.path.partition("?")[0].rsplit("/", 1)[-1]
         params = _params(req, body)
+        if method == "conversations.history":  # newest first, with metadata, as Slack answers
+            with self._lock:
+                self.requests.append({"method": method, **params})
+                found = [{"ts": ts, "text": m.get("text"), **({"metadata": m["metadata"]} if m.get("metadata") else {})}
+                         for ts, m in sorted(self.messages.items(), reverse=True)
+                         if m.get("channel") == params.get("channel")]
+            return _reply(req, 200, {"ok": True, "messages": found[:int(params.get("limit") or 100)]})
         with self._lock:
             self._ts += 1
             ts = params["ts"] if method == "chat.update" else f"{self._ts}.000100"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -126,3 +127,27 @@ async def test_deleted_parent_starts_a_new_message(slack: FakeSlack) -> None:
     assert (await sink.send(notification(seq=2), "k:2")).error is None
     parents = [r for r in slack.calls("chat.postMessage") if not r.get("thread_ts")]
     assert len(parents) == 2
+
+
+async def test_a_post_whose_answer_was_lost_is_not_posted_twice(slack: FakeSlack) -> None:
+    """Slack processed the post but the answer timed out: the retry finds the parent by its
+    metadata in the channel's history instead of posting a second one."""
+    store = MemoryStateStore()
+    slack.script(("slow", 0.6))
+    first = await _sink(slack, store=store, timeout=0.2).send(notification(), "k:1")
+    assert first.retryable and "timeout" in first.error
+    await asyncio.sleep(0.6)  # the slow answer's request has been processed by now
+    retry = await _sink(slack, store=store).send(notification(), "k:1")
+    assert retry.error is None
+    parents = [r for r in slack.calls("chat.postMessage") if not r.get("thread_ts")]
+    assert len(parents) == 1 and slack.calls("conversations.history")
+    update = await _sink(slack, store=store).send(notification(seq=2), "k:2")  # threads on the found parent
+    assert update.error is None and slack.calls("chat.update")[0]["ts"] == parents[0]["ts"]
+
+
+async def test_a_post_that_never_arrived_is_made_on_retry(slack: FakeSlack) -> None:
+    store = MemoryStateStore()
+    slack.script(("status", 500))
+    assert (await _sink(slack, store=store).send(notification(), "k:1")).retryable
+    assert (await _sink(slack, store=store).send(notification(), "k:1")).error is None
+    assert len([r for r in slack.calls("chat.postMessage") if not r.get("thread_ts")]) == 1

@@ -79,7 +79,7 @@ def render_notification(inc, status: str, now: float, reason: str) -> dict:
     primary = _primary(inc)
     title = primary.title
     if status == "resolved":  # how bad it got, not the calm reading it ended on
-        title = f"RESOLVED: {primary.worst_title or title}" + (" at worst" if primary.worst_title else "")
+        title = f"RESOLVED: {_at_worst(primary)}"
     labels = common_labels(alerts)
     categories = []
     for a in sorted(alerts, key=lambda a: (-{"critical": 2, "warning": 1}.get(a.severity, 0), a.started_at)):
@@ -102,9 +102,14 @@ def render_notification(inc, status: str, now: float, reason: str) -> dict:
     })  # type: ignore[return-value]
 
 
+def _at_worst(a) -> str:
+    """The alert's worst reading, when it was worse than its last one; else its last one."""
+    return f"{a.worst_title} at worst" if a.worst_title and a.worst_title != a.title else a.title
+
+
 def _what(a, status: str) -> str:
-    if status == "resolved" and a.worst_title:
-        return f"{a.worst_title} at worst, now {a.title}" if a.worst_title != a.title else a.title
+    if status == "resolved" and a.worst_title and a.worst_title != a.title:
+        return f"{_at_worst(a)}, now {a.title}"
     return a.title
 
 

@@ -65,7 +65,7 @@ def parse_only(paths: list[str]) -> int:
 
 
 def _replay(paths: list[str], with_models: bool, out_path: str | None) -> tuple[int, int]:
-    from gatewatch.commands.replay import build_engine
+    from models.pipeline import build_engine
     from gatewatch.config import load_config
     from gatewatch.replay import replay
 

@@ -29,7 +29,7 @@ DEFAULT_SWEEPS = ("rules.RateLimitStorm.threshold=5:15:10", "rules.GatewayHigh5x
 
 
 def measure(scenario_dir: str, sweeps=DEFAULT_SWEEPS, jobs: int = 2) -> dict:
-    from gatewatch.commands.replay import build_engine
+    from models.pipeline import build_engine
     from gatewatch.commands.tune import load_labels
     from gatewatch.replay import replay
     from gatewatch.tune import apply_setting, parse_sweep, run_settings, settings

@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewatch.commands.replay import build_engine
 from gatewatch.replay import replay
 from models.config import Config
 from models.engine import Engine
 from models.events import Event
+from models.pipeline import build_engine
 from tests.fuzz_inputs import SEEDS, mutate, outcome
 from tests.test_fuzz import assert_sane
 

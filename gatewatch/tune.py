@@ -139,7 +139,7 @@ def _events():
 
 def _run_one(doc: dict, setting: dict, labels: list, no_models: bool) -> Result:
     """One setting over the worker's input: ``gatewatch replay``'s loop, notifications kept."""
-    from gatewatch.commands.replay import build_engine
+    from models.pipeline import build_engine
 
     tap = NotificationTap()
     summary = replay(_INPUT["paths"], tap, engine=build_engine(Config.from_dict(doc), no_models=no_models),

@@ -96,7 +96,7 @@ def test_cost_explanation_names_the_team_and_model_pair():
 
 
 def test_rule_alerts_are_explained_with_the_models_off():
-    from gatewatch.commands.replay import build_engine
+    from models.pipeline import build_engine
     from models.config import Config
 
     eng = build_engine(Config(), no_models=True)

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import pytest
 
 from connectors.files import iter_file
-from gatewatch.commands.replay import build_engine
-from models.scoring import score
 from models.cardinality import OVERFLOW, Cardinality, forget_idle
 from models.config import Config
 from models.engine import Engine
 from models.events import REQUEST, Event
+from models.pipeline import build_engine
+from models.scoring import score
 
 
 def test_values_over_the_cap_go_to_the_overflow_bucket() -> None:

@@ -15,12 +15,12 @@ import orjson
 import pytest
 
 from connectors.files import iter_file
-from gatewatch.commands.replay import build_engine
 from gatewatch.replay import replay
 from models.clock import FUTURE, SourceClock
 from models.config import Config
 from models.engine import Engine
 from models.events import REQUEST, Event
+from models.pipeline import build_engine
 from tests.worker_helpers import simulate_small
 
 

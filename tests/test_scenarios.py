@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from gatewatch.commands.replay import build_engine
 from gatewatch.replay import replay
 from models.config import Config
+from models.pipeline import build_engine
 from tests.shared_data import needs_shared, scenarios, scorer
 
 QUIET = {"p1-quiet-day", "p5-benign-day"}

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from gatewatch.cli import main
-from gatewatch.commands.replay import build_engine
 from gatewatch.replay import replay
 from gatewatch.tune import apply_setting, parse_sweep, run_settings, settings
 from models.config import Config
+from models.pipeline import build_engine
 from models.scoring import parse_labels, score
 from tests.shared_data import needs_shared, scenarios, scorer
 

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatewatch.commands.replay import build_engine
+    from models.pipeline import build_engine
     from gatewatch.config import load_config
     from gatewatch.demo import render
     from gatewatch.replay import replay

@@ -7,7 +7,7 @@ import os
 import sys
 
 from gatewatch.config import ConfigError, load_config
-from models.pipeline import build_engine  # noqa: F401  (re-exported: demo, tune, tests, benchmarks)
+from models.pipeline import build_engine
 
 HELP = "run the detection pipeline over historic log files, without Kafka (CONTRACT §1)"
 

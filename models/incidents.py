@@ -127,20 +127,18 @@ class IncidentManager:
 
     def fire(self, alert: Alert, now: float) -> None:
         inc = self.by_alert.get(alert.id)
-        if inc is not None and inc in self.open:
-            before = inc.alerts.get(alert.id)
-            # The same condition back after a while is judged afresh, like any new alert.
-            if (before is not None and not before.firing and before.ended_at is not None
-                    and now - before.ended_at > self.timing.reopen_grace and not self._compatible(inc, alert)):
-                inc = None
-        else:
-            inc = None
-        if inc is None:
+        if inc not in self.open or self._back_after_a_while(inc, alert, now):
             inc = self._home_for(alert, now)
         alert.note_reading(alert.value, alert.title)
         inc.alerts[alert.id] = alert
         inc.quiet_since = None
         self.by_alert[alert.id] = inc
+
+    def _back_after_a_while(self, inc: Incident, alert: Alert, now: float) -> bool:
+        """The same condition back after ``reopen_grace`` is judged afresh, like any new alert."""
+        before = inc.alerts.get(alert.id)
+        return (before is not None and not before.firing and before.ended_at is not None
+                and now - before.ended_at > self.timing.reopen_grace and not self._compatible(inc, alert))
 
     def update(self, fresh: Alert) -> None:
         """New readings of a firing alert: value, title, baseline, explanation (not its identity)."""

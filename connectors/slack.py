@@ -26,6 +26,7 @@ __all__ = ["SlackSink", "SlackWebhookSink", "render_message", "thread_line", "ro
 
 THREADS_STATE = "slack_threads"
 PENDING_STATE = "slack_pending_posts"  # incident → channel of a parent post whose answer never came
+PENDING_REPLIES_STATE = "slack_pending_replies"  # delivery key → thread of a reply whose answer never came
 CHANNEL_IDS_STATE = "slack_channel_ids"  # "#name" → the ID Slack answered with (history needs an ID)
 EVENT_TYPE = "gatewatch_incident"  # message metadata: how a retry finds a parent that did get posted
 MAX_THREADS = 5000  # incident → ts entries kept; old incidents no longer get updates anyway
@@ -169,7 +170,7 @@ class SlackSink:
 
     async def send(self, n: Mapping[str, Any], key: str) -> Outcome:
         parent = self._threads().get(str(n.get("incident")))
-        return await (self._update(n, parent) if parent else self._post(n))
+        return await (self._update(n, key, parent) if parent else self._post(n))
 
     async def _post(self, n: Mapping[str, Any]) -> Outcome:
         channel = route_channel(n, self.routes, self.default_channel)
@@ -220,7 +221,7 @@ class SlackSink:
                 return True
         return False
 
-    async def _update(self, n: Mapping[str, Any], parent: Mapping[str, str]) -> Outcome:
+    async def _update(self, n: Mapping[str, Any], key: str, parent: Mapping[str, str]) -> Outcome:
         text, blocks = render_message(n)
         channel, ts = parent["channel"], parent["ts"]
         resp = await _guard(self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
@@ -228,8 +229,43 @@ class SlackSink:
             return await self._post(n)  # someone deleted the parent: start a new one
         if isinstance(resp, Outcome):
             return resp
-        resp = await _guard(self.client.chat_postMessage(channel=channel, thread_ts=ts, text=thread_line(n)))
-        return resp if isinstance(resp, Outcome) else Outcome(False, None)
+        return await self._reply(n, key, channel, ts)
+
+    async def _reply(self, n: Mapping[str, Any], key: str, channel: str, ts: str) -> Outcome:
+        """The update's line in the parent's thread, once: a retry after an answer that was lost
+        looks for the line (by its metadata) among the thread's replies before posting again."""
+        replies = self.store.get(PENDING_REPLIES_STATE) or {}
+        payload = {"incident": str(n.get("incident")), "update": key}
+        if key in replies and await self._already_replied(channel, ts, payload):
+            self._pending_reply(key, None)
+            return Outcome(False, None)
+        self._pending_reply(key, ts)
+        metadata = {"event_type": EVENT_TYPE, "event_payload": payload}
+        resp = await _guard(self.client.chat_postMessage(channel=channel, thread_ts=ts, text=thread_line(n),
+                                                         metadata=metadata))
+        if isinstance(resp, Outcome):
+            return resp
+        self._pending_reply(key, None)
+        return Outcome(False, None)
+
+    def _pending_reply(self, key: str, thread: str | None) -> None:
+        replies = self.store.get(PENDING_REPLIES_STATE) or {}
+        if thread is None:
+            if key not in replies:
+                return
+            replies.pop(key)
+        else:
+            replies[key] = thread
+        self.store.put(PENDING_REPLIES_STATE, dict(list(replies.items())[-MAX_THREADS:]))
+
+    async def _already_replied(self, channel: str, ts: str, payload: Mapping[str, str]) -> bool:
+        resp = await _guard(self.client.conversations_replies(channel=channel, ts=ts, limit=200,
+                                                              include_all_metadata=True))
+        if isinstance(resp, Outcome):
+            return False  # cannot tell: post (a repeated line is better than a missing one)
+        return any((m.get("metadata") or {}).get("event_type") == EVENT_TYPE
+                   and (m.get("metadata") or {}).get("event_payload") == payload
+                   for m in resp.get("messages") or ())
 
 
 class SlackWebhookSink:

@@ -100,6 +100,14 @@ def _reply(req: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict
         pass  # the client gave up (a timeout test); nothing to answer
 
 
+def _listed(m: dict[str, Any]) -> dict[str, Any]:
+    """A message as Slack lists it: ts, text and (asked for with include_all_metadata) metadata."""
+    meta = m.get("metadata")
+    if isinstance(meta, str):  # form-encoded requests carry it as JSON text
+        meta = json.loads(meta)
+    return {"ts": m["ts"], "text": m.get("text"), **({"metadata": meta} if meta else {})}
+
+
 def _params(req: BaseHTTPRequestHandler, body: bytes) -> dict[str, Any]:
     if req.command == "GET":
         return dict(parse_qsl(req.path.partition("?")[2]))
@@ -118,6 +126,7 @@ class FakeSlack(ScriptedServer):
     def __init__(self) -> None:
         super().__init__()
         self.messages: dict[str, dict[str, Any]] = {}
+        self.replies: dict[str, list[dict[str, Any]]] = {}  # parent ts → its thread, oldest first
         self._ts = 1_700_000_000
 
     @property
@@ -135,16 +144,23 @@ class FakeSlack(ScriptedServer):
         if method == "conversations.history":  # newest first, with metadata, as Slack answers
             with self._lock:
                 self.requests.append({"method": method, **params})
-                found = [{"ts": ts, "text": m.get("text"), **({"metadata": m["metadata"]} if m.get("metadata") else {})}
-                         for ts, m in sorted(self.messages.items(), reverse=True)
+                found = [_listed({"ts": ts, **m}) for ts, m in sorted(self.messages.items(), reverse=True)
                          if m.get("channel") == params.get("channel")]
             return _reply(req, 200, {"ok": True, "messages": found[:int(params.get("limit") or 100)]})
+        if method == "conversations.replies":  # the parent first, then its thread, as Slack answers
+            with self._lock:
+                self.requests.append({"method": method, **params})
+                parent = params.get("ts")
+                thread = [{"ts": parent, **self.messages.get(parent, {})}, *self.replies.get(parent, [])]
+            return _reply(req, 200, {"ok": True, "messages": [_listed(m) for m in thread]})
         with self._lock:
             self._ts += 1
             ts = params["ts"] if method == "chat.update" else f"{self._ts}.000100"
             self.requests.append({"method": method, "ts": ts, **params})
             if method == "chat.postMessage" and not params.get("thread_ts"):
                 self.messages[ts] = params
+            elif method == "chat.postMessage":
+                self.replies.setdefault(params["thread_ts"], []).append({"ts": ts, **params})
             elif method == "chat.update":
                 self.messages[ts] = {**self.messages.get(ts, {}), **params}
         _reply(req, 200, {"ok": True, "channel": params.get("channel"), "ts": ts})

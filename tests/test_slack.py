@@ -145,6 +145,34 @@ async def test_a_post_whose_answer_was_lost_is_not_posted_twice(slack: FakeSlack
     assert update.error is None and slack.calls("chat.update")[0]["ts"] == parents[0]["ts"]
 
 
+async def test_a_thread_line_whose_answer_was_lost_is_not_repeated(slack: FakeSlack) -> None:
+    """The update's thread line reached Slack but its answer timed out: the retry (which
+    updates the parent again, harmlessly) finds the line by its metadata in the thread."""
+    store = MemoryStateStore()
+    await _sink(slack, store=store).send(notification(), "k:1")
+    slack.script(("as usual", None), ("slow", 0.6))  # chat.update answers; the thread post is slow
+    first = await _sink(slack, store=store, timeout=0.2).send(notification(seq=2), "k:2")
+    assert first.retryable and "timeout" in first.error
+    await asyncio.sleep(0.6)
+    assert (await _sink(slack, store=store).send(notification(seq=2), "k:2")).error is None
+    lines = [r for r in slack.calls("chat.postMessage") if r.get("thread_ts")]
+    assert len(lines) == 1 and len(slack.calls("conversations.replies")) == 1
+    # the next update is a new line, posted without a lookup
+    assert (await _sink(slack, store=store).send(notification(seq=3), "k:3")).error is None
+    assert len([r for r in slack.calls("chat.postMessage") if r.get("thread_ts")]) == 2
+    assert len(slack.calls("conversations.replies")) == 1
+
+
+async def test_a_thread_line_that_never_arrived_is_posted_on_retry(slack: FakeSlack) -> None:
+    store = MemoryStateStore()
+    await _sink(slack, store=store).send(notification(), "k:1")
+    slack.script(("as usual", None), ("status", 500))
+    assert (await _sink(slack, store=store).send(notification(seq=2), "k:2")).retryable
+    assert (await _sink(slack, store=store).send(notification(seq=2), "k:2")).error is None
+    lines = [r for r in slack.calls("chat.postMessage") if r.get("thread_ts")]
+    assert len(lines) == 1 and "Update 2" in lines[0]["text"]
+
+
 async def test_a_post_that_never_arrived_is_made_on_retry(slack: FakeSlack) -> None:
     store = MemoryStateStore()
     slack.script(("status", 500))

@@ -196,7 +196,9 @@ class IncidentManager:
         # nothing about a gateway-wide surge in the evening.
         # Alerts about the same subject (the same team, provider, app ...) may be an hour
         # apart: a runaway agent's cost, then its budget.
-        live = inc.firing() or list(inc.alerts.values())
+        # "Live" includes alerts that ended within the reopen grace: a team's cost spike that just
+        # settled (its baseline caught up) is still the cause of that team's budget forecast.
+        live = self._live_at(inc, alert.started_at)
         horizon = alert.started_at - self.timing.join_window
         for a in live:
             if not related(a.category, alert.category):
@@ -209,9 +211,9 @@ class IncidentManager:
         return False
 
     def _home_for(self, alert: Alert, now: float) -> Incident:
-        for inc in self.open:
-            if self._compatible(inc, alert):
-                return inc
+        homes = [inc for inc in self.open if self._compatible(inc, alert)]
+        if homes:  # the closest cause: same category live, then shared labels, then the oldest
+            return max(homes, key=lambda inc: self._closeness(inc, alert))
         for inc in reversed(self.closed_recently):
             if now - inc.resolved_at <= self.timing.reopen_grace and self._compatible(inc, alert):
                 self.closed_recently.remove(inc)
@@ -223,6 +225,21 @@ class IncidentManager:
         self.open.append(inc)
         self.total += 1
         return inc
+
+    def _live_at(self, inc: Incident, t: float) -> list[Alert]:
+        grace = self.timing.reopen_grace
+        live = [a for a in inc.alerts.values() if a.firing or (a.ended_at is not None and t - a.ended_at <= grace)]
+        return live or list(inc.alerts.values())
+
+    def _closeness(self, inc: Incident, alert: Alert) -> tuple[bool, int, float]:
+        """How near ``inc`` is to ``alert`` among the incidents it may join: a gateway-wide
+        traffic surge belongs with a team's traffic surge more than with a latency incident
+        that is open at the same time."""
+        labels = self.enrich(alert.labels).items()
+        live = self._live_at(inc, alert.started_at)
+        same = any(a.category == alert.category for a in live)
+        shared = max((len(labels & self.enrich(a.labels).items()) for a in live), default=0)
+        return same, shared, -inc.started_at
 
     # --- the notification log -----------------------------------------------------
     def flush(self, now: float) -> list[dict]:

@@ -29,6 +29,10 @@ def fmt_value(name: str, v: float | None) -> str:
         return "n/a"
     if name in {"rate", "error_rate", "5xx_rate", "cache_hit_rate", "spend_today_ratio"} or name.endswith("_rate"):
         return f"{v:.1%}"
+    if name == "cost_ratio":  # a cost rule's threshold and baseline are in its value's unit: $ per hour
+        return f"${v:,.2f}/h"
+    if name == "spend_today":
+        return f"${v:,.2f}"
     if abs(v) >= 100:
         return f"{v:,.0f}"
     return f"{v:.3g}"
@@ -37,8 +41,10 @@ def fmt_value(name: str, v: float | None) -> str:
 def _primary(inc) -> object:
     from models.incidents import SEVERITY_RANK
 
+    # The most severe, then the most specific (a team's cost spike says more than the gateway's
+    # cost going up with it: "where" is in the title), then the first to start.
     live = inc.firing() or list(inc.alerts.values())
-    return max(live, key=lambda a: (SEVERITY_RANK[a.severity], -a.started_at, a.id))
+    return max(live, key=lambda a: (SEVERITY_RANK[a.severity], len(a.labels), -a.started_at, a.id))
 
 
 def common_labels(alerts) -> dict[str, str]:

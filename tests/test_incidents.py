@@ -129,3 +129,52 @@ def test_the_resolved_message_says_how_bad_it_got():
         fresh.value, fresh.threshold, fresh.title = v, 0.25, f"cache hit rate {v:.0%}"
         low.update(fresh)
     assert cache.worst_value == 0.05 and cache.worst_title == "cache hit rate 5%"
+
+
+def test_a_gateway_wide_alert_joins_the_incident_of_its_own_kind():
+    """Two incidents open at once (a provider's latency, a team's traffic surge): the gateway's
+    traffic surge belongs with the team's surge, not with whichever incident opened first."""
+    im = IncidentManager()
+    latency = alert("LatencyMedianDoubled", "latency", {"provider": "openai"}, T0)
+    team_surge = alert("TrafficAnomaly", "traffic", {"team": "prod_customer"}, T0 + 60)
+    gateway_surge = alert("TrafficSurge", "traffic", {}, T0 + 300)
+    for a in (latency, team_surge, gateway_surge):
+        im.fire(a, a.started_at)
+    assert im.by_alert[latency.id] is not im.by_alert[team_surge.id]  # nothing in common
+    assert im.by_alert[gateway_surge.id] is im.by_alert[team_surge.id]
+
+
+def test_a_budget_forecast_joins_the_cost_incident_whose_spike_just_settled():
+    """A runaway agent: the team's cost spike resolves once its baseline catches up, and minutes
+    later the same team's budget forecast fires. Same cause, same incident."""
+    im = IncidentManager()
+    spike = alert("CostSpike", "cost", {"team": "support"}, T0)
+    gateway = alert("CostAnomaly", "cost", {}, T0)
+    for a in (spike, gateway):
+        im.fire(a, a.started_at)
+    im.resolve(spike.id, T0 + 3900)
+    forecast = alert("TeamBudgetForecast", "budget", {"team": "support"}, T0 + 4200)
+    im.fire(forecast, forecast.started_at)
+    assert im.by_alert[forecast.id] is im.by_alert[gateway.id]
+    # ... but not once the team's spike is long over
+    later = IncidentManager()
+    for a in (alert("CostSpike", "cost", {"team": "support"}, T0), alert("CostAnomaly", "cost", {}, T0)):
+        later.fire(a, a.started_at)
+    later.resolve(spike.id, T0 + 3900)
+    late_forecast = alert("TeamBudgetForecast", "budget", {"team": "support"}, T0 + 3900 + 2 * 3600)
+    later.fire(late_forecast, late_forecast.started_at)
+    assert len(later.open) == 2
+
+
+def test_the_title_names_the_most_specific_alert():
+    im = IncidentManager()
+    gateway = alert("CostSpike", "cost", {}, T0)
+    team = alert("CostSpike", "cost", {"team": "support"}, T0 + 60)
+    gateway.title, team.title = "gateway cost $66.89/h", "team support cost $63.81/h"
+    for a in (gateway, team):
+        im.fire(a, a.started_at)
+    (note,) = im.flush(T0 + 120)
+    assert note["title"] == team.title and note["labels"] == {"team": "support"}
+    critical = alert("GatewayHigh5xxRate", "error_rate", {}, T0 + 120, "critical")
+    im.fire(critical, critical.started_at)
+    assert im.flush(T0 + 121)[0]["title"] == critical.title  # severity first

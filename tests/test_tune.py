@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import pytest
 import yaml
@@ -121,21 +120,19 @@ def test_the_scorer_module_matches_the_shared_scorer_on_hand_made_cases(tmp_path
 
 
 @pytest.mark.slow
-def test_a_sweep_over_two_rule_parameters_beats_its_single_replays_per_core(tmp_path):
+def test_a_sweep_over_two_rule_parameters_scores_what_its_single_replays_send(tmp_path):
+    """The parallel sweep (2 processes) against one replay per setting. How much faster it is
+    is a benchmark (benchmarks/bench_tune.py), not an assertion on a shared machine's clock."""
     from gatewatch.simulate import simulate
 
     result = simulate(tmp_path / "sim", scenario="default", hours=1.5, seed=3)
     files = sorted(str(p) for p in (tmp_path / "sim").glob("*.ndjson.gz"))
     grid = settings([parse_sweep("rules.RateLimitStorm.threshold=5:15:10"),
                      parse_sweep("rules.GatewayHigh5xxRate.for=3:5:2")])
-    t0 = time.perf_counter()
     singles = [_replay_notes(files, Config.from_dict(apply_setting({}, s))) for s in grid]
-    single_time = time.perf_counter() - t0
-    t0 = time.perf_counter()
     results = run_settings(files, {}, grid, result.labels, jobs=2)
-    sweep_time = time.perf_counter() - t0
-    assert sweep_time < 2 * single_time / 2, (sweep_time, single_time)
-    for notes, r in zip(singles, results):  # and each setting scores what its single replay sends
+    assert len(results) == len(grid) == 4
+    for notes, r in zip(singles, results):  # each setting scores what its single replay sends
         expected = score(result.labels, [json.loads(x) for x in notes.splitlines()])
         assert r.score.as_dict() == expected.as_dict() and r.notifications == len(notes.splitlines())
 

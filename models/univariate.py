@@ -59,7 +59,7 @@ How it works, and why each part is there:
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
 missing timestamp only disables the seasonal forecasters for that point. State is ~35
 numbers plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
-2.4 KB in memory per detector.
+2.3 KB in memory per detector.
 """
 
 from __future__ import annotations

@@ -18,6 +18,16 @@ How it works, and why each part is there:
    catches a sustained shift whose single points are unremarkable (noise averages out
    before the fast level has followed); the distance from the slow level (in slow sigmas)
    catches slow drifts out of the usual range.
+   A fourth, *record* evidence is about the range ever seen rather than about the noise:
+   a value beyond the lowest or highest learned value by more than ``record_tol`` of that
+   range (Numenta's "spatial anomaly" in its NAB detector) is worth
+   ``record_bits * log10(1 + m)`` bits, where ``m`` is the number of points since the range
+   last grew. In a series whose range has settled, a new record after ``m`` quiet points
+   has a chance of about ``1 / m``, while a series that keeps setting records (a trend, a
+   range still filling in) gets little from it; and it counts only once ``record_after``
+   points have been learned. It catches what the sigma-based channels cannot: a value
+   outside anything seen in a series whose noise is as wide as its range (a bimodal
+   load, a spike train).
 4. **Anomaly likelihood** (Ahmad et al., "Unsupervised real-time anomaly detection for
    streaming data", Neurocomputing 2017). Each channel is compared with its own long-run
    EW mean and variance; the Gaussian tail probability, as ``bits = -log10(tail)``, is
@@ -47,7 +57,7 @@ How it works, and why each part is there:
    ``max_protect`` points in a row, after which the new regime is accepted.
 
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
-missing timestamp only disables the seasonal forecasters for that point. State is ~30
+missing timestamp only disables the seasonal forecasters for that point. State is ~35
 numbers plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
 2.3 KB in memory per detector.
 """
@@ -67,6 +77,9 @@ _FIRST_SLOT = (0, 24)
 _ALL_SLOTS = 24 + 168
 _EPOCH_MONDAY = 3 * 86400.0  # 1970-01-01 was a Thursday
 _LN10 = math.log(10.0)
+# state added by each version, filled in from a fresh detector when an older state loads
+_ADDED_IN = {4: ("refractory", "escalate", "since_alarm", "alarm"),
+             5: ("record_bits", "record_tol", "record_after", "lo", "hi", "since_record")}
 
 
 def _epoch(t: datetime | float | None) -> float | None:
@@ -111,14 +124,16 @@ class UnivariateDetector:
     (0.0, True)
     """
 
-    VERSION = 4  # 3: daily + weekly profiles, shift channel, score hold; 4: refractory period
+    # 3: daily + weekly profiles, shift channel, score hold; 4: refractory period; 5: record evidence
+    VERSION = 5
 
     # slots, and float arrays rather than lists: ~1.5 KB in memory per detector
     __slots__ = ("warmup", "clip", "zcap", "sd_floor", "protect", "max_protect", "cap_slack",
                  "cap_routine", "seed", "a_fast", "a_slow", "a_mad", "a_season", "a_long", "a_shift",
                  "peak_decay", "hold_decay", "n", "last_t", "step", "fast", "fast_mad", "slow",
                  "slow_mad", "shift", "season", "season_mad", "long_mean", "long_var", "cap_rate",
-                 "peak", "held", "protect_run", "refractory", "escalate", "since_alarm", "alarm")
+                 "peak", "held", "protect_run", "refractory", "escalate", "since_alarm", "alarm",
+                 "record_bits", "record_tol", "record_after", "lo", "hi", "since_record")
 
     def __init__(
         self,
@@ -140,6 +155,9 @@ class UnivariateDetector:
         max_protect: int = 5,
         cap_hits: float = 20.0,
         cap_slack: float = 3.0,
+        record_bits: float = 3.0,
+        record_tol: float = 0.01,
+        record_after: int = 300,
         seed: int = 0,
     ) -> None:
         # spans are in points (an EW mean with rate 2 / (span + 1) has that centre of mass)
@@ -165,6 +183,9 @@ class UnivariateDetector:
         self.long_mean, self.long_var, self.cap_rate = (array("d", [0.0]) * 3 for _ in range(3))
         self.peak = self.held = 0.0
         self.protect_run = 0
+        self.record_bits, self.record_tol, self.record_after = record_bits, record_tol, record_after
+        self.lo = self.hi = math.nan  # the learned range, and points since it last grew
+        self.since_record = 0
 
     # -- River interface ---------------------------------------------------------------
 
@@ -188,7 +209,7 @@ class UnivariateDetector:
             return 0.0
         if self.n == 0:
             if learn:
-                self.fast = self.slow = x
+                self.fast = self.slow = self.lo = self.hi = x
                 self._observe_time(t)
                 self.n = 1
             return 0.0
@@ -197,7 +218,7 @@ class UnivariateDetector:
         shift = self.shift + self.a_shift * (surprise - self.shift)
         level = min(self.zcap, abs(x - self.slow) / self._sigma(self.slow_mad))
         evidence = (abs(surprise), abs(shift), level)
-        bits = self._bits(evidence) if self.n >= self.warmup else 0.0
+        bits = max(self._bits(evidence), self._record_bits(x)) if self.n >= self.warmup else 0.0
         peak, held = self.peak * self.peak_decay, self.held * self.hold_decay
         onset = max(0.0, bits - peak)
         score = onset / (onset + 10.0)  # 10 bits (tail 1e-10) -> 0.5
@@ -256,6 +277,15 @@ class UnivariateDetector:
             best = max(best, bits)
         return best
 
+    def _record_bits(self, x: float) -> float:
+        """Bits of a value beyond the learned range (see the module docstring, point 3)."""
+        if self.n < self.record_after:
+            return 0.0
+        tol = self.record_tol * (self.hi - self.lo)
+        if not tol > 0.0 or self.lo - tol <= x <= self.hi + tol:  # also NaN: no range yet
+            return 0.0
+        return self.record_bits * math.log10(1.0 + self.since_record)
+
     # -- learning ----------------------------------------------------------------------
 
     def _learn(
@@ -263,6 +293,7 @@ class UnivariateDetector:
         evidence: tuple[float, ...], flagged: bool,
     ) -> None:
         self._learn_likelihood(evidence)
+        self._learn_range(x)
         self._observe_time(t)
         if flagged and self.protect_run < self.max_protect:
             self.protect_run += 1
@@ -287,6 +318,14 @@ class UnivariateDetector:
             elif dt != self.step:
                 self.step *= math.exp(0.05 if dt > self.step else -0.05)
         self.last_t = ts
+
+    def _learn_range(self, x: float) -> None:
+        if x < self.lo or x > self.hi:
+            self.lo, self.hi, self.since_record = min(x, self.lo), max(x, self.hi), 0
+        elif math.isnan(self.lo):
+            self.lo = self.hi = x
+        else:
+            self.since_record += 1
 
     def _learn_likelihood(self, evidence: tuple[float, ...]) -> None:
         start = self.warmup // 3  # let the forecasters settle before calibrating on them
@@ -334,9 +373,11 @@ class UnivariateDetector:
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         version = state.pop("version", None)
-        if version == 3:  # v3 lacked the refractory period: the defaults, expired (no alarm yet)
-            fresh = UnivariateDetector()
-            state.update({k: getattr(fresh, k) for k in ("refractory", "escalate", "since_alarm", "alarm")})
+        if version in (3, 4):  # what older states lack starts as in a fresh detector
+            fresh, added = UnivariateDetector(), _ADDED_IN[5]  # v5: the range is learned anew
+            if version == 3:  # v4: the refractory period, expired (no alarm yet)
+                added += _ADDED_IN[4]
+            state.update({k: getattr(fresh, k) for k in added})
         elif version != self.VERSION:
             raise ValueError(f"UnivariateDetector state version {version!r}, expected {self.VERSION}")
         for k, v in state.items():

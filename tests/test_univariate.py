@@ -41,16 +41,27 @@ def test_state_carries_a_version():
         pickle.loads(pickle.dumps(det)).__setstate__(state)
 
 
-def test_v3_state_loads_with_the_refractory_period_expired():
+@pytest.mark.parametrize("version", [3, 4])
+def test_older_state_loads_with_the_newer_parts_fresh(version):
+    """v3 lacked the refractory period (it loads expired), v3 and v4 the learned range
+    (learned anew from the next point); everything else is carried over."""
     det = UnivariateDetector()
     steady(det, 200)
     state = det.__getstate__()
-    for k in ("refractory", "escalate", "since_alarm", "alarm"):
+    added = ("record_bits", "record_tol", "record_after", "lo", "hi", "since_record")
+    if version == 3:
+        added += ("refractory", "escalate", "since_alarm", "alarm")
+    for k in added:
         del state[k]
-    state["version"] = 3
+    state["version"] = version
     old = UnivariateDetector.__new__(UnivariateDetector)
     old.__setstate__(state)
-    assert pickle.dumps(old) == pickle.dumps(det)
+    fresh = UnivariateDetector()
+    for k in UnivariateDetector.__slots__:
+        want = getattr(fresh if k in added else det, k)
+        assert pickle.dumps(getattr(old, k)) == pickle.dumps(want), k  # NaN slots compare equal
+    old.update(50.4, t=200 * 300.0)
+    assert old.lo == old.hi == 50.4 and old.score_one(1e6, t=201 * 300.0) > 0.5
 
 
 def noisy(det: UnivariateDetector, n: int, start: int = 0, offset: float = 0.0, seed: int = 1) -> list[float]:
@@ -59,10 +70,11 @@ def noisy(det: UnivariateDetector, n: int, start: int = 0, offset: float = 0.0, 
 
 
 def test_sustained_shift_is_caught_earlier_with_the_shift_channel():
-    """A 3-sigma step, over ten seeds: the short mean of the surprise scores it higher."""
+    """A 3-sigma step, over ten seeds: the short mean of the surprise scores it higher (the
+    record evidence, which also sees a step out of the range, is off in both)."""
     wins, gain = 0, 0.0
     for seed in range(2, 12):
-        with_shift, without = UnivariateDetector(), UnivariateDetector(shift_span=1)
+        with_shift, without = UnivariateDetector(record_bits=0), UnivariateDetector(shift_span=1, record_bits=0)
         for det in (with_shift, without):
             noisy(det, 2000)
         a = max(noisy(with_shift, 20, start=2000, offset=3.0, seed=seed))
@@ -99,8 +111,9 @@ def test_daily_profile_flags_a_missing_daily_peak():
 
 
 def second_spike(first: float, gap: int, second: float, refractory: int) -> tuple[float, float]:
-    """Scores of a spike of ``first`` sigmas and of one of ``second`` sigmas ``gap`` points later."""
-    rng, det = random.Random(1), UnivariateDetector(warmup=50, refractory=refractory)
+    """Scores of a spike of ``first`` sigmas and of one of ``second`` sigmas ``gap`` points later
+    (the spikes' sizes are set by the surprise channel alone: no record evidence)."""
+    rng, det = random.Random(1), UnivariateDetector(warmup=50, refractory=refractory, record_bits=0)
     for i in range(1000):
         det.update(50.0 + rng.gauss(0.0, 1.0), t=i * 300.0)
     alarm = det.update(50.0 + first, t=1000 * 300.0)
@@ -120,3 +133,28 @@ def test_refractory_period_after_a_flagged_alarm(first, gap, second, refractory,
     alarm, score = second_spike(first, gap, second, refractory)
     assert alarm > 0.3  # flagged: it opens a refractory period
     assert (score > 0.0) is reported
+
+
+def bimodal(det: UnivariateDetector, n: int = 2000, seed: int = 4) -> None:
+    """A load that flips between 30 and 100: its noise is as wide as its range."""
+    rng = random.Random(seed)
+    for i in range(n):
+        det.update(rng.choice([30.0, 100.0]) + rng.gauss(0.0, 1.0), t=i * 300.0)
+
+
+def test_a_value_below_anything_seen_is_a_record_the_sigmas_miss():
+    with_record, without = UnivariateDetector(), UnivariateDetector(record_bits=0)
+    for det in (with_record, without):
+        bimodal(det)
+    assert with_record.score_one(15.0, t=2000 * 300.0) > 0.3 > 0.1 > without.score_one(15.0, t=2000 * 300.0)
+    assert with_record.score_one(50.0, t=2000 * 300.0) == 0.0  # inside the range: no record
+
+
+def test_a_trend_keeps_setting_records_without_alarms():
+    """Records every few points are routine: they add (almost) nothing to a trend's scores."""
+    def scores(det: UnivariateDetector) -> list[float]:
+        rng = random.Random(4)
+        return [det.update(i * 0.05 + rng.gauss(0.0, 1.0), t=i * 300.0) for i in range(3000)]
+
+    with_record, without = scores(UnivariateDetector()), scores(UnivariateDetector(record_bits=0))
+    assert max(with_record[300:]) < 0.27 and max(with_record) - max(without) < 0.05

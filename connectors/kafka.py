@@ -63,7 +63,8 @@ def encode_batch(records: Iterable[bytes]) -> bytes:
 
 
 def decode_batch(value: bytes) -> list[bytes]:
-    return [line for line in value.split(b"\n") if line.strip()]
+    # not ``line.strip()``: that copies every line (~1 KB) only to test it
+    return [line for line in value.split(b"\n") if line and not line.isspace()]
 
 
 class DeliveryError(Exception):

@@ -64,7 +64,9 @@ def _sums(engine, key) -> tuple[Bucket, Bucket] | None:
 def _children(engine, key) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
     for dim in _CHILDREN.get(key[0], ()):
-        out[dim] = [k for k in engine.series if k[0] == dim and _within(engine, k, key)]
+        # sorted: a tie between two children is broken the same way whatever order the series
+        # arrived in (replay: by event time; the worker: by raw batch)
+        out[dim] = sorted(k for k in engine.series if k[0] == dim and _within(engine, k, key))
     return out
 
 

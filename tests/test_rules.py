@@ -197,3 +197,32 @@ def test_traffic_that_halves_or_a_thin_gateway_falling_silent_is_not_an_outage(p
     # of a few minutes is too likely to be chance.
     events = traffic(150, per_minute) + _heartbeat(190, T0) + traffic(40, after, start=T0 + 150 * 60)
     assert "GatewayTrafficStopped" not in fired(run(events))
+
+
+def _thin_model(minutes: int, start: float, latency: float) -> list:
+    """One uncached call a minute to a quiet model."""
+    return traffic(minutes, 1, start=start, provider="anthropic", model="claude-sonnet", latency=latency)
+
+
+def test_a_quiet_model_whose_calls_slow_down_pages_on_the_longer_window():
+    # One call a minute: the 5-minute rule never has its 8 calls; 15 minutes of 25 s calls
+    # against 4 s in the hour before still page, within a quarter of an hour.
+    busy = traffic(140, 30, latency=1.0)
+    events = busy + _thin_model(120, T0, 4.0) + _thin_model(20, T0 + 7200, 25.0)
+    notes = run(events)
+    latency = [n for n in notes if n["category"] == "latency" and n["status"] == "firing"]
+    assert latency, "a model five times slower for 20 minutes must page"
+    assert "LatencyMedianDoubledSlowModel" in fired(notes) and "LatencyMedianDoubled" not in fired(notes)
+    assert latency[0]["labels"].get("model") == "claude-sonnet" or latency[0]["labels"].get("provider") == "anthropic"
+    from datetime import datetime
+    at = datetime.fromisoformat(latency[0]["at"].replace("Z", "+00:00")).timestamp()
+    assert at - (T0 + 7200) <= 15 * 60
+    assert len({n["incident"] for n in notes if n["severity"] != "info"}) == 1
+
+
+def test_a_few_slow_calls_of_a_quiet_model_page_nobody():
+    # One call in five at 25 s: the median over 15 minutes stays at 4 s.
+    events = traffic(180, 30, latency=1.0) + _thin_model(120, T0, 4.0)
+    events += [e for i, e in enumerate(_thin_model(60, T0 + 7200, 4.0)) if i % 5]
+    events += [e for i, e in enumerate(_thin_model(60, T0 + 7200, 25.0)) if not i % 5]
+    assert not [n for n in run(events) if n["category"] == "latency"]

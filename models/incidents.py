@@ -130,6 +130,7 @@ class IncidentManager:
         if inc not in self.open or self._back_after_a_while(inc, alert, now):
             inc = self._home_for(alert, now)
         alert.note_reading(alert.value, alert.title)
+        inc.anchor = self._common(inc.anchor, self.enrich(alert.labels))
         inc.alerts[alert.id] = alert
         inc.quiet_since = None
         self.by_alert[alert.id] = inc
@@ -182,6 +183,13 @@ class IncidentManager:
             if shared:
                 return all(a[k] == b[k] for k in shared)
         return False
+
+    @staticmethod
+    def _common(anchor: dict[str, str], labels: dict[str, str]) -> dict[str, str]:
+        """What an incident's alerts all say: once the whole gateway's error rate joins one
+        team's, the incident is no longer that team's, and the provider's alerts of the same
+        outage belong to it too (they would otherwise open a second page in the same minute)."""
+        return {k: v for k, v in anchor.items() if labels.get(k) == v}
 
     def _compatible(self, inc: Incident, alert: Alert) -> bool:
         # Record-only (info) alerts never absorb pages, nor join them.

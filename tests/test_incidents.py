@@ -178,3 +178,32 @@ def test_the_title_names_the_most_specific_alert():
     critical = alert("GatewayHigh5xxRate", "error_rate", {}, T0 + 120, "critical")
     im.fire(critical, critical.started_at)
     assert im.flush(T0 + 121)[0]["title"] == critical.title  # severity first
+
+
+def test_a_team_incident_joined_by_the_whole_gateway_takes_the_providers_alerts_too():
+    # An outage seen first on one team's error rate, then gateway-wide: the provider's alert
+    # of the same outage a minute later has no label in common with the team, but the
+    # incident is no longer the team's.
+    im = IncidentManager()
+    im.imply("model", "gpt-4o-mini", {"provider": "openai"})
+    team = alert("ErrorRateAnomaly", "error_rate", {"team": "prod_customer"}, T0)
+    gateway = alert("GatewayHigh5xxRate", "error_rate", {}, T0 + 60, "critical")
+    provider = alert("ErrorRateRollbackTrigger", "error_rate", {"provider": "openai"}, T0 + 60)
+    model = alert("ModelErrorRateHigh", "error_rate", {"model": "gpt-4o-mini"}, T0 + 120)
+    for a in (team, gateway, provider, model):
+        im.fire(a, a.started_at)
+    assert len(im.open) == 1
+    assert im.open[0].anchor == {}
+
+
+def test_an_incident_keeps_what_all_its_alerts_share():
+    im = IncidentManager()
+    im.imply("key", "support-bot", {"team": "support"})
+    cost = alert("CostSpike", "cost", {"team": "support"}, T0)
+    key = alert("CostSpike", "cost", {"key": "support-bot"}, T0 + 60)
+    other_team = alert("CostSpike", "cost", {"team": "analytics"}, T0 + 120)
+    for a in (cost, key, other_team):
+        im.fire(a, a.started_at)
+    assert im.by_alert[key.id] is im.by_alert[cost.id]
+    assert im.by_alert[cost.id].anchor == {"team": "support"}
+    assert im.by_alert[other_team.id] is not im.by_alert[cost.id]

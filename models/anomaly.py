@@ -12,7 +12,9 @@ becomes the reference. A page needs more than a surprise, so a pair goes
 
     quiet → pending   score ≥ ``fire_score`` within the last ``hot`` minutes, and the
                       value is past the signal's band edge (a material change from
-                      the series' last hour: ``Signal.edge``)
+                      the series' last hour: ``Signal.edge``). ``hot`` is one window
+                      (5 min): the sliding window turns a step into a 5-minute ramp, so
+                      the surprise comes at its foot and the material value at its top
     pending → firing  still past the edge ``confirm`` minutes later (sustained)
     firing → quiet    back inside ``clear`` of the way to the frozen baseline for
                       ``clear_for`` minutes, or no judgeable data for ``no_data_for``
@@ -72,7 +74,7 @@ class AnomalyModels:
 
     VERSION = 1
 
-    def __init__(self, warmup: int = 60, fire_score: float = 0.4, min_step: float = 0.1, hot: int = 3, confirm: int = 2,
+    def __init__(self, warmup: int = 60, fire_score: float = 0.4, min_step: float = 0.1, hot: int = WINDOW, confirm: int = 2,
                  clear: float = 0.5, clear_for: int = 5, no_data_for: int = 30, expire_hours: float = 6.0,
                  explain_rules: bool = True, seed: int = 0) -> None:
         self.warmup, self.fire_score, self.hot, self.confirm = warmup, fire_score, hot, confirm
@@ -165,7 +167,10 @@ class AnomalyModels:
         track.hot_until = minute + self.hot - 1
 
     def _covered(self, engine, key, sig: Signal, firing_now) -> bool:
-        """A coarser series already pages for this signal (its explanation names this one)."""
+        """A coarser series already pages for this signal (its explanation names this one), or
+        is about to: its change is material and waits out its own ``confirm`` minutes. A team's
+        error rate then waits for the gateway's instead of opening a page of its own that the
+        gateway's alert, a minute later, could not join (a team and a model share no label)."""
         if key[0] == "gateway":
             return False
         homes = [("gateway", "")]
@@ -174,7 +179,11 @@ class AnomalyModels:
             implied = engine.incidents.implied.get(key, {}).get(parent)
             if implied:
                 homes.append((parent, implied))
-        return any((d, v, sig.name) in firing_now for d, v in homes)
+        for d, v in homes:
+            home = self.tracks.get((d, v, sig.name))
+            if (d, v, sig.name) in firing_now or (home is not None and home.pending):
+                return True
+        return False
 
     def _fire(self, engine, key, sig: Signal, tkey, track: Track, minute: int, now: float) -> None:
         track.firing, track.clear_since, track.peak = True, None, track.value

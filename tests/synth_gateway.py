@@ -41,6 +41,7 @@ class Plant:
     provider: str = ""
     cost_x: float = 1.0
     fail: bool = False
+    latency_x: float = 1.0
 
 
 def minute_events(m: int, rng: random.Random, teams=TEAMS, plants=()) -> list[E.Event]:
@@ -55,7 +56,8 @@ def minute_events(m: int, rng: random.Random, teams=TEAMS, plants=()) -> list[E.
             out.append(E.Event(
                 ts=START + m * 60 + (i + rng.random()) * 60 / max(n, 1), kind=E.REQUEST, source="litellm",
                 provider=t.provider, model=t.model, team=t.name, key=f"{t.name}-svc0", ok=not failed,
-                status=503 if failed else 200, latency=rng.lognormvariate(0.0, 0.3), cost=cost,
+                status=503 if failed else 200, cost=cost,
+                latency=rng.lognormvariate(0.0, 0.3) * max([p.latency_x for p in hit] or [1.0]),
                 cache_hit=cached, tokens=500,
             ))
     out.sort(key=lambda e: e.ts)

@@ -105,3 +105,29 @@ def test_rule_alerts_are_explained_with_the_models_off():
     rule_alerts = [a for n in notes for a in n["alerts"] if a["detector"] == "rule" and a["category"] == "error_rate"]
     assert rule_alerts and all("expected" in a.get("explanation", "") for a in rule_alerts)
     assert any("openai" in a["explanation"] or a["labels"].get("provider") == "openai" for a in rule_alerts)
+
+
+def test_a_slowdown_whose_window_ramps_for_minutes_still_pages():
+    # A model 1.8x slower: the 5-minute window's median climbs for about 3 minutes, so the
+    # detector's surprise (at the foot of the ramp) and the material change (at its top) are
+    # minutes apart; an onset stays hot for one window so that they meet.
+    paged = 0
+    for seed in range(4):
+        notes = S.run(S.engine(), range(0, 160), seed=seed, plants=[S.Plant(130, 160, team="support", latency_x=1.8)])
+        paged += any(a["category"] == "latency" for a in S.anomaly_alerts(notes))
+    assert paged >= 3
+
+
+def test_a_part_waits_while_the_whole_gateway_is_about_to_page():
+    # A team's error rate does not open its own page while the gateway's error rate is
+    # already a material change waiting out its confirmation minutes: the gateway's alert
+    # comes a minute later and covers it (a team and a model share no label to join on).
+    eng = S.engine()
+    models = _models(eng)
+    S.run(eng, range(0, 90))
+    sig = next(s for s in SIGNALS if s.name == "error_rate")
+    gateway = models.tracks[("gateway", "", "error_rate")]
+    assert not models._covered(eng, ("team", "support"), sig, set())
+    gateway.pending = 1
+    assert models._covered(eng, ("team", "support"), sig, set())
+    assert models._covered(eng, ("team", "support"), sig, {("gateway", "", "error_rate")})

@@ -54,6 +54,16 @@ def rate_limited(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int
     return Reading(w.e429, w.requests, w.e429, w.e429, exp)
 
 
+def rate_limited_share(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
+    """The share of calls rejected with 429: what makes ten 429s a storm on a small gateway
+    and routine on one four times its size."""
+    r = _ratio(w.e429, w.requests)
+    if r is None:
+        return None
+    exp = _ratio(base.e429, base.requests) if base else None
+    return Reading(r, w.requests, w.e429, r, exp)
+
+
 def cache_hit_rate(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
     r = _ratio(w.cache_hits, w.cacheable)
     if r is None:
@@ -184,6 +194,7 @@ METRICS: dict[str, Metric] = {
     "5xx_rate": five_xx_rate,
     "error_rate": error_rate,
     "rate_limited": rate_limited,
+    "rate_limited_share": rate_limited_share,
     "cache_hit_rate": cache_hit_rate,
     "cache_hit_ratio": cache_hit_ratio,
     "latency_p95": latency_p95,
@@ -212,7 +223,8 @@ QUANTILE_METRICS = frozenset({"latency_p95", "latency_p95_ratio", "latency_p50_r
 # on a series whose window cannot meet the guard without computing the reading at all.
 # tests/test_rules.py checks every entry against the metric itself.
 VOLUME_FIELD: dict[str, str] = {
-    "5xx_rate": "requests", "error_rate": "requests", "rate_limited": "requests", "cost_per_hour": "requests",
+    "5xx_rate": "requests", "error_rate": "requests", "rate_limited": "requests", "rate_limited_share": "requests",
+    "cost_per_hour": "requests",
     "cost_ratio": "requests", "requests_per_second": "requests", "tokens": "requests", "trace_coverage": "requests",
     "cache_hit_rate": "cacheable", "cache_hit_ratio": "cacheable", "latency_p95": "latency_n",
     "latency_p95_ratio": "latency_n", "latency_p50_ratio": "latency_n", "ingestion_lag_p95": "traces",

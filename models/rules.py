@@ -108,9 +108,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          window=5, for_=5, min_volume=10, min_count=10, summary="{where} failing {actual:.0%} of calls"),
     Rule("ModelErrorRateHigh", "error_rate", "warning", (M,), "error_rate", ">", 0.10,
          window=5, for_=5, min_volume=30, min_count=8, summary="{where} error rate {actual:.1%}"),
-    # --- rate limits: "> 10 rate-limit errors in 5 min"
+    # --- rate limits: "> 10 rate-limit errors in 5 min", and at least 1 call in 20 of the gateway,
+    # team or key: a gateway four times the size of the runbook's sees ten stray 429s (under 3%
+    # of a key's calls) every few hours; a storm rejects far more (25-65% of the team's calls).
     Rule("RateLimitStorm", "rate_limit", "warning", (G, T, K), "rate_limited", ">", 10,
-         window=5, for_=0, clear=0.5, summary="{where} {actual:.0f} rate-limited (429) calls in 5 min"),
+         window=5, for_=0, clear=0.5, confirm=("rate_limited_share", 0.05),
+         summary="{where} {actual:.0f} rate-limited (429) calls in 5 min"),
     # --- cache: "hit rate < 25% for 30 min", and a fast collapse against the last hour
     Rule("CacheHitRateLow", "cache", "warning", (G,), "cache_hit_rate", "<", 0.25,
          window=10, for_=30, min_volume=50, summary="cache hit rate {actual:.0%}"),

@@ -82,7 +82,7 @@ class Alert:
 class Incident:
     id: str
     started_at: float
-    anchor: dict[str, str]  # enriched labels of the alert that opened it
+    anchor: dict[str, str]  # enriched labels all its alerts share (at first: the one that opened it)
     alerts: dict[str, Alert] = field(default_factory=dict)
     seq: int = 0  # notifications sent so far
     last_sent_at: float | None = None

@@ -174,13 +174,17 @@ def clones_of(tid: str, factor: float, seed: int) -> int:
     return whole + (1 if unit_hash(str(seed), "clone", tid) < extra - whole else 0)
 
 
-def scale_up(data: dict, factor: float, seed: int) -> dict:
-    owners = link(data["litellm"], data["fly"])
+def lines_of(data: dict) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """Each request's Fly lines and its Langfuse observation, by trace id."""
     fly_of: dict[str, list[dict]] = {}
-    for f, o in zip(data["fly"], owners):
+    for f, o in zip(data["fly"], link(data["litellm"], data["fly"])):
         if o is not None:
             fly_of.setdefault(o, []).append(f)
-    lf_of = {o["traceId"]: o for o in data["langfuse"]}
+    return fly_of, {o["traceId"]: o for o in data["langfuse"]}
+
+
+def scale_up(data: dict, factor: float, seed: int) -> dict:
+    fly_of, lf_of = lines_of(data)
     rng = random.Random(seed)
     new_lite, new_fly, new_lf = [], [], []
     requests = [(r["trace_id"], r) for r in data["litellm"]]
@@ -462,7 +466,12 @@ def perturb(src: Path, dst: Path, scale: float = 1.0, shift_hours: float = 0.0, 
         data = shift(data, shift_hours)
     if rename_all:
         data = rename(data)
-    labels = dict(data["labels"], records={k: len(data[k]) for k in FILES})
+    return save(dst, data, data["labels"])
+
+
+def save(dst: Path, data: dict, labels: dict) -> dict:
+    """The three files and ``labels.json`` (with the record counts) into ``dst``."""
+    labels = dict(labels, records={k: len(data[k]) for k in FILES})
     dst.mkdir(parents=True, exist_ok=True)
     for k in FILES:
         write(dst / f"{k}.ndjson.gz", data[k])

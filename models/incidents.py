@@ -32,6 +32,9 @@ from models.notifications import render_notification
 ROOT_KEYS = ("provider", "team", "app")  # a cause lives here ...
 LEAF_KEYS = ("model", "key")  # ... and shows here
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+SIBLING_WINDOW = 120.0  # seconds: two siblings starting this close together share a cause ...
+SIBLING_CATEGORIES = frozenset({"traffic", "error_rate", "latency"})  # ... where one usually sits upstream
+# (clients, a provider). Not money: two teams' spend is two owners' business.
 
 # Categories that can share one cause. Symmetric; every category is compatible with itself.
 _RELATED = {
@@ -196,6 +199,8 @@ class IncidentManager:
         if (alert.severity == "info") != all(a.severity == "info" for a in inc.alerts.values()):
             return False
         labels = self.enrich(alert.labels)
+        if self._sibling(inc, alert):
+            return True
         if not self._agree(inc.anchor, labels):
             return False
         # Share a cause with an alert that is live now: an incident does not grow by chaining
@@ -215,6 +220,17 @@ class IncidentManager:
             if not self._agree(other, labels):
                 continue
             if a.started_at >= horizon or any(other.get(k) == v for k, v in labels.items()):
+                return True
+        return False
+
+    def _sibling(self, inc: Incident, alert: Alert) -> bool:
+        """The same detector on two values of one dimension within ``SIBLING_WINDOW`` (two
+        teams' traffic jumping in the same two minutes): one cause above both, not two pages."""
+        if alert.category not in SIBLING_CATEGORIES:
+            return False
+        for a in inc.firing():
+            if (a.name == alert.name and a.labels.keys() == alert.labels.keys() and a.labels != alert.labels
+                    and abs(a.started_at - alert.started_at) <= SIBLING_WINDOW):
                 return True
         return False
 

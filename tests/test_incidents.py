@@ -207,3 +207,19 @@ def test_an_incident_keeps_what_all_its_alerts_share():
     assert im.by_alert[key.id] is im.by_alert[cost.id]
     assert im.by_alert[cost.id].anchor == {"team": "support"}
     assert im.by_alert[other_team.id] is not im.by_alert[cost.id]
+
+
+def test_siblings_that_start_together_share_an_incident():
+    """Two teams' traffic jumping in the same minute is one surge above both: one page, about
+    the gateway. Two teams' cost spikes an hour apart are two stories."""
+    im = IncidentManager()
+    a = alert("TrafficAnomaly", "traffic", {"team": "prod_customer"}, T0)
+    b = alert("TrafficAnomaly", "traffic", {"team": "analytics"}, T0 + 60)
+    later = alert("TrafficAnomaly", "traffic", {"team": "support"}, T0 + 3600)
+    for x in (a, b, later):
+        im.fire(x, x.started_at)
+    assert im.by_alert[a.id] is im.by_alert[b.id] and im.by_alert[a.id].anchor == {}
+    assert im.by_alert[later.id] is not im.by_alert[a.id]
+    other = alert("CostSpike", "cost", {"team": "support"}, T0 + 30)  # another detector: not a sibling
+    im.fire(other, other.started_at)
+    assert im.by_alert[other.id] is not im.by_alert[a.id]

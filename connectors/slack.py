@@ -180,7 +180,7 @@ class SlackSink:
         pending = self.store.get(PENDING_STATE) or {}
         if incident in pending and await self._already_posted(incident, pending[incident]):
             return Outcome(False, None)  # the earlier attempt did post: no second parent
-        self._pending(incident, channel)
+        self._mark(PENDING_STATE, incident, channel)
         text, blocks = render_message(n)
         metadata = {"event_type": EVENT_TYPE, "event_payload": {"incident": incident}}
         resp = await _guard(self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, metadata=metadata))
@@ -188,20 +188,23 @@ class SlackSink:
             return resp
         # remember at once: a retry of a later step must not post a second parent
         self._remember(incident, str(resp.get("channel") or channel), str(resp["ts"]))
-        self._pending(incident, None)
+        self._mark(PENDING_STATE, incident, None)
         if resp.get("channel") and resp["channel"] != channel:
             ids = self.store.get(CHANNEL_IDS_STATE) or {}
             if ids.get(channel) != resp["channel"]:
                 self.store.put(CHANNEL_IDS_STATE, {**ids, channel: str(resp["channel"])})
         return Outcome(False, None)
 
-    def _pending(self, incident: str, channel: str | None) -> None:
-        pending = self.store.get(PENDING_STATE) or {}
-        if channel is None:
-            pending.pop(incident, None)
+    def _mark(self, state: str, key: str, where: str | None) -> None:
+        """Note in ``state`` that ``key``'s post is under way to ``where`` (None: it is done)."""
+        pending = self.store.get(state) or {}
+        if where is None:
+            if key not in pending:
+                return
+            del pending[key]
         else:
-            pending[incident] = channel
-        self.store.put(PENDING_STATE, dict(list(pending.items())[-MAX_THREADS:]))
+            pending[key] = where
+        self.store.put(state, dict(list(pending.items())[-MAX_THREADS:]))
 
     async def _already_posted(self, incident: str, channel: str) -> bool:
         """Slack's postMessage has no idempotency key: after an attempt whose answer was lost
@@ -214,10 +217,9 @@ class SlackSink:
         if isinstance(resp, Outcome):
             return False
         for message in resp.get("messages") or ():
-            meta = message.get("metadata") or {}
-            if meta.get("event_type") == EVENT_TYPE and (meta.get("event_payload") or {}).get("incident") == incident:
+            if _carries(message, {"incident": incident}):
                 self._remember(incident, str(resp.get("channel") or channel), str(message["ts"]))
-                self._pending(incident, None)
+                self._mark(PENDING_STATE, incident, None)
                 return True
         return False
 
@@ -237,35 +239,30 @@ class SlackSink:
         replies = self.store.get(PENDING_REPLIES_STATE) or {}
         payload = {"incident": str(n.get("incident")), "update": key}
         if key in replies and await self._already_replied(channel, ts, payload):
-            self._pending_reply(key, None)
+            self._mark(PENDING_REPLIES_STATE, key, None)
             return Outcome(False, None)
-        self._pending_reply(key, ts)
+        self._mark(PENDING_REPLIES_STATE, key, ts)
         metadata = {"event_type": EVENT_TYPE, "event_payload": payload}
         resp = await _guard(self.client.chat_postMessage(channel=channel, thread_ts=ts, text=thread_line(n),
                                                          metadata=metadata))
         if isinstance(resp, Outcome):
             return resp
-        self._pending_reply(key, None)
+        self._mark(PENDING_REPLIES_STATE, key, None)
         return Outcome(False, None)
-
-    def _pending_reply(self, key: str, thread: str | None) -> None:
-        replies = self.store.get(PENDING_REPLIES_STATE) or {}
-        if thread is None:
-            if key not in replies:
-                return
-            replies.pop(key)
-        else:
-            replies[key] = thread
-        self.store.put(PENDING_REPLIES_STATE, dict(list(replies.items())[-MAX_THREADS:]))
 
     async def _already_replied(self, channel: str, ts: str, payload: Mapping[str, str]) -> bool:
         resp = await _guard(self.client.conversations_replies(channel=channel, ts=ts, limit=200,
                                                               include_all_metadata=True))
         if isinstance(resp, Outcome):
             return False  # cannot tell: post (a repeated line is better than a missing one)
-        return any((m.get("metadata") or {}).get("event_type") == EVENT_TYPE
-                   and (m.get("metadata") or {}).get("event_payload") == payload
-                   for m in resp.get("messages") or ())
+        return any(_carries(m, payload) for m in resp.get("messages") or ())
+
+
+def _carries(message: Mapping[str, Any], payload: Mapping[str, str]) -> bool:
+    """Whether a listed message is ours (metadata ``EVENT_TYPE``) about ``payload``."""
+    meta = message.get("metadata") or {}
+    ours = meta.get("event_payload") or {}
+    return meta.get("event_type") == EVENT_TYPE and all(ours.get(k) == v for k, v in payload.items())
 
 
 class SlackWebhookSink:

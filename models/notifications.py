@@ -110,15 +110,18 @@ def render_notification(inc, status: str, now: float, reason: str) -> dict:
     })  # type: ignore[return-value]
 
 
+def _was_worse(a) -> bool:
+    """Whether the alert's worst reading differs from its last one."""
+    return bool(a.worst_title) and a.worst_title != a.title
+
+
 def _at_worst(a) -> str:
     """The alert's worst reading, when it was worse than its last one; else its last one."""
-    return f"{a.worst_title} at worst" if a.worst_title and a.worst_title != a.title else a.title
+    return f"{a.worst_title} at worst" if _was_worse(a) else a.title
 
 
 def _what(a, status: str) -> str:
-    if status == "resolved" and a.worst_title and a.worst_title != a.title:
-        return f"{_at_worst(a)}, now {a.title}"
-    return a.title
+    return f"{_at_worst(a)}, now {a.title}" if status == "resolved" and _was_worse(a) else a.title
 
 
 def summary_text(inc, alerts, labels, status: str, now: float) -> str:
@@ -133,7 +136,7 @@ def summary_text(inc, alerts, labels, status: str, now: float) -> str:
     for a in alerts:
         state = "firing" if a.firing else "resolved"
         line = f"  - [{a.severity}] {a.name} ({state}): {a.title}"
-        if not a.firing and a.worst_title and a.worst_title != a.title:
+        if not a.firing and _was_worse(a):
             line = f"  - [{a.severity}] {a.name} ({state}): worst {a.worst_title}; last {a.title}"
         if a.explanation:
             line += f"; {a.explanation}"

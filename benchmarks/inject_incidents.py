@@ -26,20 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from datetime import datetime, timezone
 from pathlib import Path
 
 from perturb_scenarios import (
     FILES, JITTER_S, clone_fly, clone_langfuse, clone_litellm, iso_ns, link, lines_of, merge, new_uuid, ns_iso, read, save,
 )
-
-
-def _epoch(day: str, hhmm: str) -> float:
-    return datetime.fromisoformat(f"{day}T{hhmm}:00+00:00").timestamp()
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _team(r: dict) -> str:
@@ -110,7 +101,7 @@ def inject(src: Path, dst: Path, kind: str, at: str, minutes: float, team: str =
            cost: float = 0.02, lag: float = 300.0, category: str | None = None, seed: int = 1) -> dict:
     data = {k: read(src / f"{k}.ndjson.gz") for k in FILES}
     labels = json.loads((src / "labels.json").read_text())
-    t0 = _epoch(labels["start"][:10], at)
+    t0 = iso_ns(f"{labels['start'][:10]}T{at}:00")[0] / 1e9
     t1 = t0 + minutes * 60
     if kind == "runaway":
         clone_calls(data, team, t0, t1, factor, seed, key=f"{team}-agent", cost=cost)
@@ -126,7 +117,8 @@ def inject(src: Path, dst: Path, kind: str, at: str, minutes: float, team: str =
         category, where = category or "availability", {}
     else:
         raise SystemExit(f"unknown kind {kind!r}")
-    incident = {"id": f"injected-{kind}", "category": category, "start": _iso(t0), "end": _iso(t1), "labels": where}
+    incident = {"id": f"injected-{kind}", "category": category, "start": ns_iso(round(t0 * 1e9), 3, "Z"),
+                "end": ns_iso(round(t1 * 1e9), 3, "Z"), "labels": where}
     return save(dst, data, dict(labels, incidents=[*labels.get("incidents", []), incident]))
 
 

@@ -268,7 +268,7 @@ def register_windows(engine) -> None:
         engine.retention = max(engine.retention, BASELINE + WINDOW)
     for key, w in list(engine.series.items()):  # series that exist already start their sums now
         if (WINDOW, 0) not in w.sums or w.plain & mine:
-            fresh = SeriesWindow(engine.specs[key[0]], plain.get(key[0], frozenset()))
+            fresh = engine.new_window(key[0])
             fresh.buckets, fresh.closed, fresh.first_minute = w.buckets, w.closed, w.first_minute
             engine.series[key] = fresh
 

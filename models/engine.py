@@ -150,8 +150,12 @@ class Engine:
         key = (dim, value)
         w = self.series.get(key)
         if w is None:
-            w = self.series[key] = SeriesWindow(self.specs.get(dim, ((1, 0),)), self.plain_specs.get(dim, frozenset()))
+            w = self.series[key] = self.new_window(dim)
         return w
+
+    def new_window(self, dim: str) -> SeriesWindow:
+        """An empty window for a series of ``dim``, with the sums its rules and models read."""
+        return SeriesWindow(self.specs.get(dim, ((1, 0),)), self.plain_specs.get(dim, frozenset()))
 
     def _merge(self, dim: str, value: str, minute: int, part: Bucket) -> None:
         w = self._window(dim, value)

@@ -64,7 +64,18 @@ def parse_only(paths: list[str]) -> int:
     return n
 
 
-def _replay(paths: list[str], with_models: bool, out_path: str | None) -> tuple[int, int]:
+def parse_only_parallel(paths: list[str], jobs: int) -> int:
+    """``parse_only`` in one process per group of ``replay --jobs`` (the same split of the files)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from gatewatch.parallel import groups_of
+
+    groups = groups_of(paths, jobs)
+    with ProcessPoolExecutor(len(groups)) as pool:
+        return sum(pool.map(parse_only, groups))
+
+
+def _replay(paths: list[str], with_models: bool, out_path: str | None, jobs: int = 1) -> tuple[int, int]:
     from models.pipeline import build_engine
     from gatewatch.config import load_config
     from gatewatch.replay import replay
@@ -72,11 +83,18 @@ def _replay(paths: list[str], with_models: bool, out_path: str | None) -> tuple[
     engine = build_engine(load_config(None), no_models=not with_models)
     out = open(out_path, "wb") if out_path else io.BytesIO()
     with out:
-        summary = replay(paths, out, engine=engine)
+        summary = replay(paths, out, engine=engine, jobs=jobs)
     return summary.records, summary.notifications
 
 
-def child_throughput(paths: list[str], rounds: int, with_models: bool, notes_path: str | None) -> dict:
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (the reader processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def child_throughput(paths: list[str], rounds: int, with_models: bool, notes_path: str | None,
+                     jobs: int = 1) -> dict:
     import gatewatch.commands.replay  # noqa: F401 - imports before the baseline
     import models.engine  # noqa: F401
 
@@ -89,7 +107,16 @@ def child_throughput(paths: list[str], rounds: int, with_models: bool, notes_pat
         c1, w1 = time.process_time(), time.perf_counter()
         events, notes = _replay(paths, with_models, notes_path if i == 0 else None)
         c2, w2 = time.process_time(), time.perf_counter()
-        runs.append({"parse_cpu": c1 - c0, "parse_wall": w1 - w0, "replay_cpu": c2 - c1, "replay_wall": w2 - w1})
+        run = {"parse_cpu": c1 - c0, "parse_wall": w1 - w0, "replay_cpu": c2 - c1, "replay_wall": w2 - w1}
+        if jobs > 1:  # replay --jobs, and parse-only split the same way, both in wall and total CPU time
+            c0, w0 = _cpu(), time.perf_counter()
+            parse_only_parallel(paths, jobs)
+            c1, w1 = _cpu(), time.perf_counter()
+            jobs_events, _ = _replay(paths, with_models, None, jobs)
+            c2, w2 = _cpu(), time.perf_counter()
+            assert jobs_events == events, (jobs_events, events)
+            run.update(pparse_cpu=c1 - c0, pparse_wall=w1 - w0, jobs_cpu=c2 - c1, jobs_wall=w2 - w1)
+        runs.append(run)
     return {"lines": lines, "events": events, "notifications": notes, "runs": runs,
             "rss_delta_bytes": (_rss_kb() - base) * 1024}
 
@@ -141,7 +168,19 @@ def _summarise(name: str, r: dict) -> dict:
         "replay_events_per_s": r["events"] / run["replay_cpu"], "ratio": statistics.median(ratios), "ratios": ratios,
         "ratio_wall": run["parse_wall"] / run["replay_wall"], "replay_cpu_s": run["replay_cpu"],
         "replay_wall_s": run["replay_wall"], "peak_rss_delta_mb": r["rss_delta_bytes"] / 2**20,
+        **(_summarise_jobs(r["runs"]) if "jobs_wall" in r["runs"][0] else {}),
     }
+
+
+def _summarise_jobs(runs: list[dict]) -> dict:
+    """``replay --jobs``: medians over rounds of wall-clock ratios to parse-only in one process and
+    to parse-only split as the readers are, and of the CPU-time ratio (all processes)."""
+    med = lambda f: statistics.median(f(x) for x in runs)  # noqa: E731
+    return {"jobs_wall_ratio": med(lambda x: x["parse_wall"] / x["jobs_wall"]),
+            "jobs_wall_ratio_split": med(lambda x: x["pparse_wall"] / x["jobs_wall"]),
+            "jobs_cpu_ratio": med(lambda x: x["parse_cpu"] / x["jobs_cpu"]),
+            "jobs_speedup": med(lambda x: x["replay_wall"] / x["jobs_wall"]),
+            "jobs_wall_s": med(lambda x: x["jobs_wall"])}
 
 
 def _inputs(scenario_dir: str | None, stream_dir: str | None) -> list[tuple[str, list[str], Path]]:
@@ -169,7 +208,7 @@ def _generate(out: Path, scenario: str, hours: float | None = None, incidents: s
 
 def run_all(scenario_dir: str | None = None, stream_dir: str | None = None, generate: str | None = None,
             rounds: int = 3, with_models: bool = False, scale: bool = True, series: bool = True,
-            work_dir: str | None = None, log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> dict:
+            work_dir: str | None = None, jobs: int = 1, log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> dict:
     from models.scoring import score
 
     work = Path(work_dir or tempfile.mkdtemp(prefix="gatewatch-bench-"))
@@ -179,11 +218,11 @@ def run_all(scenario_dir: str | None = None, stream_dir: str | None = None, gene
         stream_dir = str(_generate(work / generate, generate))
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
                      "loadavg_start": os.getloadavg(), "python": sys.version.split()[0],
-                     "with_models": with_models, "throughput": [], "scaling": [], "series": [], "latency": []}
+                     "with_models": with_models, "jobs": jobs, "throughput": [], "scaling": [], "series": [], "latency": []}
     for name, files, d in _inputs(scenario_dir, stream_dir):
         log(f"throughput: {name} ({len(files)} files, {rounds} interleaved rounds) ...")
         notes_path = str(work / f"{name.replace(' ', '_')}.notifications.ndjson")
-        r = _summarise(name, _child("child_throughput", files, rounds, with_models, notes_path))
+        r = _summarise(name, _child("child_throughput", files, rounds, with_models, notes_path, jobs))
         results["throughput"].append(r)
         labels_file = d / "labels.json"
         if labels_file.exists():
@@ -244,6 +283,16 @@ def markdown(res: dict) -> str:
                          f"{' '.join(f'{x:.2f}' for x in r['ratios'])} | "
                          f"{r['ratio_wall']:.2f} | {r['peak_rss_delta_mb']:.0f} MB |")
         lines.append("")
+    if res.get("jobs", 1) > 1 and res["throughput"]:
+        lines += [f"### `replay --jobs {res['jobs']}`: {res['jobs']} reader processes, detection in the main one "
+                  "(wall clock, and CPU of all processes; median of rounds)", "",
+                  "| input | replay --jobs wall s | speed-up vs 1 process (wall) | vs parse-only in 1 process (wall) "
+                  f"| vs parse-only split as the readers (wall) | vs parse-only (CPU, all processes) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in res["throughput"]:
+            lines.append(f"| {r['input']} | {r['jobs_wall_s']:.2f} | {r['jobs_speedup']:.2f}× | "
+                         f"{r['jobs_wall_ratio']:.2f} | {r['jobs_wall_ratio_split']:.2f} | {r['jobs_cpu_ratio']:.2f} |")
+        lines.append("")
     if res["scaling"]:
         base = res["scaling"][0]
         lines += ["### Scaling with input (simulator `bench`, no incidents)", "",
@@ -287,7 +336,8 @@ if __name__ == "__main__":
     ap.add_argument("--stream-dir")
     ap.add_argument("--generate")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    res = run_all(a.scenario_dir, a.stream_dir, a.generate, a.rounds)
+    res = run_all(a.scenario_dir, a.stream_dir, a.generate, a.rounds, jobs=a.jobs)
     print(json.dumps(res, indent=1) if a.json else markdown(res))

@@ -24,29 +24,13 @@ from typing import IO
 import orjson
 
 from connectors.checkpoint import Checkpoint, sleep_or_stop
+from connectors.formats import route
 from connectors.kafka import BatchProducer
 
 __all__ = ["route", "LineFramer", "FileSource"]
 
 log = logging.getLogger("gatewatch.source.file")
-# Ordered: the first marker found decides. Strong, format-specific keys come first, so a
-# LiteLLM payload that happens to carry an "event" key deep inside still goes to litellm,
-# and a Langfuse observation whose metadata holds LiteLLM's request_id goes to langfuse.
-# Inner JSON in a Fly envelope's "message" is escaped (\"request_id\"), so it never matches.
-_ROUTES: tuple[tuple[bytes, str], ...] = (
-    (b'"gatewatch_metric":', "infra"), (b'"gatewatch_probe":', "infra"), (b'"fly":{', "fly"),
-    (b'"traceId"', "langfuse"), (b'"projectId"', "langfuse"), (b'"call_type"', "litellm"),
-    (b'"request_id"', "litellm"), (b'"fly"', "fly"), (b'"event"', "fly"), (b'"instance"', "fly"),
-    (b'"spend"', "litellm"), (b'"data"', "langfuse"),
-)
 COMMIT_EVERY = 50_000  # lines between checkpoints while catching up
-
-
-def route(line: bytes) -> str:
-    for marker, family in _ROUTES:
-        if marker in line:
-            return family
-    return "litellm"
 
 
 class LineFramer:

@@ -30,7 +30,7 @@ from connectors.litellm import parse_json_log, parse_payload, parse_spendlog
 from connectors.infra import parse_metric, parse_probe, parse_request_log
 from models.events import Event, Rejected
 
-__all__ = ["parse_bytes", "parse_one", "parse_record", "parser_for", "records"]
+__all__ = ["parse_bytes", "parse_one", "parse_record", "parser_for", "records", "route"]
 
 Parser = Callable[[dict[str, Any]], Event]
 # A wrong type anywhere in a record shows up as one of these inside a parser.
@@ -160,3 +160,25 @@ def _check_numbers(event: Event) -> None:
 def _json_type(value: object) -> str:
     names = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
     return names.get(type(value), "null")
+
+
+# --- which source family a raw line belongs to (``gatewatch tail file``, ``replay --jobs``) ----
+# Ordered: the first marker found decides. Strong, format-specific keys come first, so a
+# LiteLLM payload that happens to carry an "event" key deep inside still goes to litellm,
+# and a Langfuse observation whose metadata holds LiteLLM's request_id goes to langfuse.
+# Inner JSON in a Fly envelope's "message" is escaped (\"request_id\"), so it never matches.
+_ROUTES: tuple[tuple[bytes, str], ...] = (
+    (b'"gatewatch_metric":', "infra"), (b'"gatewatch_probe":', "infra"), (b'"fly":{', "fly"),
+    (b'"traceId"', "langfuse"), (b'"projectId"', "langfuse"), (b'"call_type"', "litellm"),
+    (b'"request_id"', "litellm"), (b'"fly"', "fly"), (b'"event"', "fly"), (b'"instance"', "fly"),
+    (b'"spend"', "litellm"), (b'"data"', "langfuse"),
+)
+
+
+def route(line: bytes) -> str:
+    """The source family (``fly``, ``litellm``, ``langfuse``, ``infra``) of a raw line, by a byte
+    sniff of its keys: no parse. Unknown lines go to ``litellm``, whose parsers try every format."""
+    for marker, family in _ROUTES:
+        if marker in line:
+            return family
+    return "litellm"

@@ -24,6 +24,7 @@ from models.config import Config
 from models.engine import Engine
 from models.redaction import redact
 from models.events import REQUEST, Event
+from models.windows import STEP
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Summary:
     notifications: int = 0
     incidents: int = 0
     elapsed: float = 0.0
+    readers_cpu: list[float] = field(default_factory=list)  # replay --jobs: each reader process's CPU seconds
 
     @property
     def events_per_second(self) -> float:
@@ -50,7 +52,8 @@ class Summary:
             f"incidents:     {self.incidents}",
             f"notifications: {self.notifications}",
             f"elapsed:       {self.elapsed:.2f} s ({self.events_per_second:,.0f} events/s)",
-        ]
+        ] + ([f"readers:       {len(self.readers_cpu)} processes, CPU "
+              + ", ".join(f"{c:.2f} s" for c in self.readers_cpu)] if self.readers_cpu else [])
 
 
 class RejectLog:
@@ -206,14 +209,18 @@ def replay(
     progress: bool = False,
     engine: Engine | None = None,
     events: Iterable[Event] | None = None,
+    jobs: int = 1,
 ) -> Summary:
-    """Replay ``paths`` (or an already merged ``events`` stream of them) into ``out``."""
+    """Replay ``paths`` (or an already merged ``events`` stream of them) into ``out``.
+
+    ``jobs`` > 1 reads the files in that many processes (``gatewatch.parallel``) while this one
+    detects; a paced replay (``speed``) or an ``events`` stream is read here, in one process.
+    """
     paths = list(paths)
     summary = Summary(files=len(paths))
     engine = engine or Engine(config)
     on_reject = RejectLog(summary, rejects)
-    batches = merged_batches(paths, on_reject, summary) if events is None else (events,)
-    pacer, bar = Pacer(speed), Progress(progress)
+    bar = Progress(progress)
     t0 = time.perf_counter()
 
     def emit(notes: list[dict]) -> None:
@@ -221,8 +228,33 @@ def replay(
             out.write(orjson.dumps(note) + b"\n")
         summary.notifications += len(notes)
 
+    if jobs > 1 and events is None and not speed and paths:
+        from gatewatch.parallel import groups_of, replay_parallel
+
+        def on_late(msg: dict, n: int) -> None:
+            summary.rejected[TOO_LATE] += n - 1
+            on_reject(TOO_LATE, "", 0, f"{n} events of {msg['t']} {'/'.join(msg['k'])}",
+                      f"minute {msg['m'] * STEP:.0f} is before the oldest minute kept ({engine.retention} min)")
+
+        n, summary.duplicates, rejected, summary.readers_cpu = replay_parallel(
+            groups_of(paths, jobs), engine, emit, rejects, on_late, bar.tick if progress else None)
+        summary.rejected.update(rejected)
+    else:
+        batches = merged_batches(paths, on_reject, summary) if events is None else (events,)
+        n = _replay_here(batches, engine, emit, on_reject, Pacer(speed), bar)
+        emit(engine.finish())
+    bar.done()
+    summary.records = n + summary.duplicates - summary.rejected[TOO_LATE]
+    summary.incidents = engine.incidents.total
+    summary.elapsed = time.perf_counter() - t0
+    return summary
+
+
+def _replay_here(batches: Iterable[Iterable[Event]], engine: Engine, emit, on_reject: RejectLog, pacer: Pacer,
+                 bar: Progress) -> int:
+    """Event by event through ``engine.process``; returns the number of events."""
     n, late = 0, engine.late_dropped
-    process, paced = engine.process, bool(speed)
+    process, paced = engine.process, bool(pacer.speed)
     for batch in batches:
         for ev in batch:
             n += 1
@@ -237,9 +269,4 @@ def replay(
                           f"event time {ev.ts:.3f} is before the oldest minute kept ({engine.retention} min)")
             if notes:
                 emit(notes)
-    emit(engine.finish())
-    bar.done()
-    summary.records = n + summary.duplicates - summary.rejected[TOO_LATE]
-    summary.incidents = engine.incidents.total
-    summary.elapsed = time.perf_counter() - t0
-    return summary
+    return n

@@ -103,21 +103,28 @@ class Engine:
                 self._absorb(self.acc.pop_through(closed))
         return out
 
-    def apply_partials(self, messages: list[dict]) -> None:
-        """Fold pre-aggregated minute buckets (``Partials.drain()`` of another process) in."""
+    def apply_partials(self, messages: list[dict]) -> list[tuple[dict, int]]:
+        """Fold pre-aggregated minute buckets (``Partials.drain()`` of another process) in.
+
+        Returns the messages of minutes older than the retention, with their event counts:
+        those are counted in ``late_dropped`` and not folded in."""
+        late = []
         for msg in messages:
             if msg["t"] == "meta":
                 self._absorb_meta(msg)
                 continue
             b = Bucket.from_dict(msg["b"])
-            self.events += b.requests + b.traces + _log_count(b)
+            n = b.requests + b.traces + _log_count(b)
+            self.events += n
             if self.closed_minute is not None and msg["m"] <= self.closed_minute - self.retention:
-                self.late_dropped += 1
+                self.late_dropped += n
+                late.append((msg, n))
                 continue
             key = tuple(msg["k"])
             if msg["t"] == LEAF:  # each ingest batch capped on its own: cap across batches here
                 key = self.acc.cardinality.leaf_for(key, msg["m"])
             self._absorb([(msg["t"], key, msg["m"], b)])
+        return late
 
     def advance(self, ts: float) -> list[dict]:
         """Move event time to ``ts``; close every minute the watermark has passed."""
@@ -134,6 +141,19 @@ class Engine:
                 # no rule is pending or firing, the minutes in between have nothing to judge.
                 self.closed_minute = last - 1
             out.extend(self.close_minute(self.closed_minute + 1))
+        return out
+
+    def advance_with_meta(self, wm: float, meta: dict[int, list[dict]]) -> list[dict]:
+        """``advance(wm)`` for an engine fed partials messages: each close key's meta messages
+        (``models.partials.ByCloseMinute``; popped from ``meta``) are taken in just before that
+        minute closes, where replay's own engine counts them."""
+        out: list[dict] = []
+        lateness = self.config.lateness
+        for key in sorted(k for k in meta if k <= int((wm - lateness) // STEP) - 1):
+            if key - 1 > self.closed_minute:  # close the minutes before it first
+                out.extend(self.advance(key * STEP + lateness))
+            self.apply_partials(meta.pop(key))
+        out.extend(self.advance(wm))
         return out
 
     def _quiet(self) -> bool:

@@ -182,3 +182,55 @@ class Partials:
         }
         self.implied, self.spend, self.reported_spend, self.budgets = {}, defaultdict(float), {}, {}
         return meta
+
+
+class ByCloseMinute:
+    """Events folded into one ``Partials`` per *close key*, shipped as partials messages.
+
+    The close key of an event is the minute at whose close replay's engine first counts it:
+    replay closes minute m at the first event with ts >= (m + 1) * 60 + lateness, after taking
+    in every event before it (``Engine.process``). Buckets can be applied at any time before
+    their minute closes, but the side facts (spend per team and day, reported spend, budgets,
+    implied labels) enter the engine at a minute close in replay; keyed this way, an engine fed
+    ``drain()``'s messages (``Engine.apply_partials`` and ``Engine.advance_with_meta``) takes
+    them in at the same point of event time.
+
+    The Kafka worker's ingest stage folds each raw batch with one; ``replay --jobs`` folds
+    each reader process's events with one.
+    """
+
+    __slots__ = ("lateness", "groups", "last_key", "last", "min_ts")
+
+    def __init__(self, lateness: float) -> None:
+        self.lateness = lateness
+        self.groups: dict[int, Partials] = {}
+        self.last_key: int | None = None  # the group of the previous event (events come mostly in time order)
+        self.last: Partials | None = None
+        self.min_ts: float | None = None
+
+    def add(self, ev: E.Event) -> None:
+        ts = ev.ts
+        key = int((ts - self.lateness) // STEP)
+        if key != self.last_key:
+            partials = self.groups.get(key)
+            if partials is None:
+                partials = self.groups[key] = Partials()
+            self.last_key, self.last = key, partials
+        if self.last.add(ev) is not None and (self.min_ts is None or ts < self.min_ts):  # type: ignore[union-attr]
+            self.min_ts = ts
+
+    def drain(self) -> dict:
+        """``{"min_ts", "max_ts", "events", "partials", "meta"}``: the buckets as ``Partials.drain``
+        messages, the meta as ``[close_key, meta message]`` pairs; the folder is left empty."""
+        buckets: list[dict] = []
+        meta: list[list] = []
+        max_ts, events = None, 0
+        for key, partials in sorted(self.groups.items()):
+            events += partials.events
+            if partials.max_ts is not None and (max_ts is None or partials.max_ts > max_ts):
+                max_ts = partials.max_ts
+            for part in partials.drain():
+                (meta.append([key, part]) if part["t"] == "meta" else buckets.append(part))
+        out = {"min_ts": self.min_ts, "max_ts": max_ts, "events": events, "partials": buckets, "meta": meta}
+        self.groups, self.last_key, self.last, self.min_ts = {}, None, None, None
+        return out

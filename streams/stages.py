@@ -25,12 +25,11 @@ from connectors.recent import RecentKeys
 from models.engine import Engine
 from models.events import REQUEST, Event, Rejected
 from models.clock import FUTURE
-from models.partials import Partials
+from models.partials import ByCloseMinute
 from models.redaction import redact
-from models.windows import STEP
 from streams.watermark import Watermark
 
-__all__ = ["DetectStage", "IngestStage", "RawBatch", "close_key", "ingest_batch"]
+__all__ = ["DetectStage", "IngestStage", "RawBatch", "ingest_batch"]
 
 RAW_KEEP = 2000  # bytes of a rejected record kept in the rejects topic
 
@@ -57,15 +56,13 @@ def ingest_batch(raw: RawBatch, lateness: float = 30.0, duplicate: Callable[[Eve
 
     Minute buckets go in ``partials``; the batch's meta (spend per team and day, reported
     spend and budgets, implied labels) goes in ``meta`` keyed by the minute whose close
-    first counts it in replay (``close_key``), so the worker's engine takes it in at the
-    same point of event time as replay's (:meth:`DetectStage.on_tick`).
+    first counts it in replay (``models.partials.ByCloseMinute``), so the worker's engine takes
+    it in at the same point of event time as replay's (:meth:`DetectStage.on_tick`).
     """
-    groups: dict[int, Partials] = {}
-    rejects, min_ts, max_ts, events = [], None, None, 0
+    folder = ByCloseMinute(lateness)
+    add = folder.add
+    rejects = []
     lines = decode_batch(raw.value)
-    # Once per event: the close_key arithmetic inlined, the group of the previous event kept
-    # (events of one batch come mostly in time order), ``duplicate`` asked of requests only.
-    last_key, partials = None, None
     for line in lines:
         try:
             parsed = parse_bytes(line)
@@ -73,39 +70,16 @@ def ingest_batch(raw: RawBatch, lateness: float = 30.0, duplicate: Callable[[Eve
             rejects.append(_reject(raw, line, rej))
             continue
         for ev in parsed:
-            ts = ev.ts
-            if not_after is not None and ts > not_after:
+            if not_after is not None and ev.ts > not_after:
                 rejects.append(_reject(raw, line, Rejected(
-                    FUTURE, f"{ev.kind} at {ts:.3f} is ahead of the service's clock ({not_after:.0f})")))
+                    FUTURE, f"{ev.kind} at {ev.ts:.3f} is ahead of the service's clock ({not_after:.0f})")))
                 continue
             if duplicate is not None and ev.kind == REQUEST and duplicate(ev):
                 continue
-            key = int((ts - lateness) // STEP)  # close_key(ts, lateness)
-            if key != last_key:
-                partials = groups.get(key)
-                if partials is None:
-                    partials = groups[key] = Partials()
-                last_key = key
-            if partials.add(ev) is not None and (min_ts is None or ts < min_ts):
-                min_ts = ts
-    buckets, meta = [], []
-    for key, partials in sorted(groups.items()):
-        events += partials.events
-        if partials.max_ts is not None and (max_ts is None or partials.max_ts > max_ts):
-            max_ts = partials.max_ts
-        for part in partials.drain():
-            (meta.append([key, part]) if part["t"] == "meta" else buckets.append(part))
-    msg = {"id": [raw.topic, raw.partition, raw.offset], "batch": raw.batch_id,
-           "min_ts": min_ts, "max_ts": max_ts, "records": len(lines), "events": events, "partials": buckets,
-           "meta": meta}
+            add(ev)
+    msg = {"id": [raw.topic, raw.partition, raw.offset], "batch": raw.batch_id, "records": len(lines),
+           **folder.drain()}
     return msg, rejects
-
-
-def close_key(ts: float, lateness: float) -> int:
-    """The minute at whose close replay's engine first counts an event of time ``ts``: replay
-    closes minute m at the first event with ts >= (m + 1) * 60 + lateness, after taking in
-    every event before it (``Engine.process``)."""
-    return int((ts - lateness) // STEP)
 
 
 class IngestStage:
@@ -155,7 +129,7 @@ class DetectStage:
     duplicates: int = 0  # partials messages skipped as already applied
     start_ts: float | None = None  # the oldest event time seen before the engine started
     version: int = 0  # bumped by every change: what a snapshot covers
-    meta: dict[int, list[dict]] = field(default_factory=dict)  # close_key -> meta not yet in the engine
+    meta: dict[int, list[dict]] = field(default_factory=dict)  # close key -> meta not yet in the engine
     next_offset: int | None = None  # the partials offset expected next (a gap means a lost read)
 
     @classmethod
@@ -199,15 +173,7 @@ class DetectStage:
         return self._advance(wm)
 
     def _advance(self, wm: float) -> list[dict]:
-        """``engine.advance(wm)``, taking each minute's meta in just before that minute closes."""
-        engine, out = self.engine, []
-        lateness = engine.config.lateness
-        for key in sorted(k for k in self.meta if k <= int((wm - lateness) // STEP) - 1):
-            if key - 1 > engine.closed_minute:  # close the minutes before it first
-                out.extend(engine.advance(key * STEP + lateness))
-            engine.apply_partials(self.meta.pop(key))
-        out.extend(engine.advance(wm))
-        return out
+        return self.engine.advance_with_meta(wm, self.meta)
 
     def _seen(self, source: str, offset: int, batch_id: str | None) -> bool:
         if offset <= self.applied.get(source, -1):

@@ -17,11 +17,11 @@ from tests.shared_data import needs_shared, scenarios, scorer
 QUIET = {"p1-quiet-day", "p5-benign-day"}
 
 
-def run_scenario(path, models: bool = True, rules: bool = True) -> tuple[bytes, object]:
+def run_scenario(path, models: bool = True, rules: bool = True, jobs: int = 1) -> tuple[bytes, object]:
     out = io.BytesIO()
     engine = build_engine(Config(), no_models=not models, no_rules=not rules)
     files = sorted(str(p) for p in path.glob("*.ndjson.gz"))
-    summary = replay(files, out, engine=engine)
+    summary = replay(files, out, engine=engine, jobs=jobs)
     return out.getvalue(), summary
 
 
@@ -54,3 +54,5 @@ def test_replay_is_deterministic():
     first, _ = run_scenario(path)
     second, _ = run_scenario(path)
     assert first and first == second
+    in_readers, _ = run_scenario(path, jobs=2)  # replay --jobs 2 (gatewatch/parallel.py)
+    assert in_readers == first

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="interleaved rounds: parse-only/replay per input (default 3); worker: raw/1/2 workers (default 2)")
     p.add_argument("--hours", type=float, default=6.0, help="worker: hours of simulated traffic (default 6)")
     p.add_argument("--rps", type=float, default=4.0, help="worker: simulated requests per second (default 4)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="replay: also measure `replay --jobs N` (wall clock; N reader processes)")
     p.add_argument("--with-models", action="store_true", help="replay with the anomaly models (default: rules only)")
     p.add_argument("--no-scaling", action="store_true", help="skip the 1x/4x/16x scaling runs")
     p.add_argument("--no-series", action="store_true", help="skip the 1k/10k/100k series memory runs")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     lib = _library()
     res = lib.run_all(args.scenario_dir, args.stream_dir, args.generate, rounds=max(1, args.rounds or 3),
                       with_models=args.with_models, scale=not args.no_scaling, series=not args.no_series,
-                      work_dir=args.work_dir)
+                      work_dir=args.work_dir, jobs=max(1, args.jobs))
     table = lib.markdown(res)
     if args.markdown_out:
         Path(args.markdown_out).write_text(table + "\n")

@@ -24,6 +24,18 @@ def speed_arg(text: str) -> float | None:
     return v
 
 
+def jobs_arg(text: str) -> int:
+    if text == "auto":
+        return max(os.cpu_count() or 1, 1)
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--jobs takes a number of processes or 'auto'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("--jobs must be at least 1")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help=".ndjson or .ndjson.gz files, any source, any mix")
     p.add_argument("--out", required=True, metavar="NOTIFS.ndjson", help="where the notifications go ('-' = stdout)")
@@ -38,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "busiest series (opens offline)")
     p.add_argument("--labels", metavar="LABELS",
                    help="with --report: labelled incidents (labels.json or YAML) to mark caught and missed")
+    p.add_argument("--jobs", type=jobs_arg, default=1, metavar="N",
+                   help="read the files in N processes while this one detects (default 1: all in one; "
+                        "'auto': one per core). Not with --speed")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -82,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     rejects = open(args.rejects, "wb") if args.rejects else None
     try:
         summary = replay(args.files, out, engine=engine, rejects=rejects, speed=args.speed,
-                         progress=not args.quiet and sys.stderr.isatty())
+                         progress=not args.quiet and sys.stderr.isatty(), jobs=args.jobs)
     finally:
         if args.out != "-":
             out.close()

@@ -131,7 +131,7 @@ def replay_parallel(groups: list[list[str]], engine: Engine, emit: Callable[[lis
     Returns (events, duplicates, rejected by reason) over all readers and each reader's CPU
     seconds; a reader's error is raised.
     """
-    ctx = multiprocessing.get_context()
+    ctx = multiprocessing.get_context()  # Python's default: fork on Linux before 3.14
     chunk = chunk or CHUNK_EVENTS
     lateness = engine.config.lateness
     readers: list[_Reader] = []

@@ -11,7 +11,8 @@ from aiokafka import AIOKafkaConsumer
 
 from connectors.checkpoint import Checkpoint, checkpoint_path
 from connectors.kafka import (
-    BatchDeduper, BatchProducer, DeliveryError, all_raw_topics, decode_batch, ensure_topics, raw_topic,
+    BatchDeduper, BatchProducer, DeliveryError, all_raw_topics, decode_batch, ensure_topics,
+    partition_for, raw_topic,
 )
 from connectors.metrics import SourceMetrics
 from tests.kafka_broker import read_raw
@@ -108,6 +109,53 @@ async def test_flush_raises_when_broker_down_and_resends_after(tansu_factory) ->
     got = await read_raw(broker.bootstrap, [raw_topic("infra", prefix)], expect=1, timeout=10)
     assert [orjson.loads(r)["gatewatch_metric"] for _, r in got] == ["b"]
     await producer.stop()
+
+
+async def _raw_messages(bootstrap: str, topic: str, count: int, timeout: float = 10) -> list:
+    """Every message on ``topic`` as the broker stores it (no batch dedup), until ``count``."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=300)).values():
+                got.extend(msgs)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_litellm_records_are_routed_by_request_id_in_batches(kafka_bootstrap) -> None:
+    """Both ways in (buffered ``add``, SpendLogs; ``send_records``, the callback) put a request
+    id on the same partition, whatever the source's key, and cut batches per partition."""
+    prefix = _prefix()
+    await ensure_topics(kafka_bootstrap, prefix, partitions=4)
+    ids = [f"chatcmpl-{i}" for i in range(400)]
+    db = BatchProducer(kafka_bootstrap, "litellm-db", prefix=prefix, max_records=60, linger=60)
+    http = BatchProducer(kafka_bootstrap, "litellm-http", prefix=prefix, max_records=60, linger=60)
+    await db.start()
+    await http.start()
+    for rid in ids:
+        await db.add("litellm", orjson.dumps({"request_id": rid, "spend": 0.0}), key=b"litellm-db", route=rid)
+    await db.add("litellm", b'{"request_log":true,"id":1}', key=b"litellm-db")  # no route: by its key
+    await db.flush()
+    await http.send_records("litellm", [orjson.dumps({"id": rid}) for rid in ids], key=b"litellm-http",
+                            routes=list(ids))
+    await db.stop()
+    await http.stop()
+    got = await _raw_messages(kafka_bootstrap, raw_topic("litellm", prefix), count=2)
+    where: dict[str, set[int]] = {}
+    for m in got:
+        for line in decode_batch(m.value):
+            rec = orjson.loads(line)
+            where.setdefault(str(rec.get("request_id") or rec.get("id")), set()).add(m.partition)
+    assert all(where[rid] == {partition_for(rid, 4)} for rid in ids)  # both copies, one partition
+    assert len({p for rid in ids for p in where[rid]}) == 4  # and the ids spread over all of them
+    routed = [m for m in got if b"request_log" not in m.value]
+    assert all(int(dict(m.headers)["gw-count"]) <= 60 for m in got)
+    assert len(routed) < len(ids) * 2 / 20  # batches of tens of records, not a message per record
+    assert sum(int(dict(m.headers)["gw-count"]) for m in got) == 801
 
 
 async def test_producer_throughput(kafka_bootstrap) -> None:

@@ -11,11 +11,11 @@ from aiokafka import AIOKafkaConsumer
 
 from connectors.checkpoint import Checkpoint, checkpoint_path
 from connectors.kafka import (
-    BatchDeduper, BatchProducer, DeliveryError, all_raw_topics, decode_batch, ensure_topics,
+    HEADER_BATCH, BatchDeduper, BatchProducer, DeliveryError, all_raw_topics, decode_batch, ensure_topics,
     partition_for, raw_topic,
 )
 from connectors.metrics import SourceMetrics
-from tests.kafka_broker import read_raw
+from tests.kafka_broker import AckDropper, read_raw
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +156,41 @@ async def test_litellm_records_are_routed_by_request_id_in_batches(kafka_bootstr
     assert all(int(dict(m.headers)["gw-count"]) <= 60 for m in got)
     assert len(routed) < len(ids) * 2 / 20  # batches of tens of records, not a message per record
     assert sum(int(dict(m.headers)["gw-count"]) for m in got) == 801
+
+
+async def test_lost_acknowledgement_keeps_the_batch_and_the_resend_is_one_copy(lossy_kafka: AckDropper) -> None:
+    """The broker stores a batch but its answer is lost (the proxy drops it on the way back):
+    flush raises and keeps the batch; the next flush resends it with the same ``gw-batch``
+    id, so the topic holds two copies and a consumer sees one. A real broker and a real
+    network fault; nothing in aiokafka is patched."""
+    bootstrap, prefix = lossy_kafka.bootstrap, _prefix()
+    await ensure_topics(bootstrap, prefix, partitions=1)
+    topic = raw_topic("infra", prefix)
+    producer = BatchProducer(bootstrap, "unit", prefix=prefix, linger=60, delivery_timeout=1.5)
+    await producer.start()
+    records = [orjson.dumps({"gatewatch_metric": "m", "value": i}) for i in range(5)]
+    for r in records[:2]:
+        await producer.add("infra", r)
+    await producer.flush()
+    lossy_kafka.drop_acks = True
+    for r in records[2:]:
+        await producer.add("infra", r)
+    with pytest.raises(DeliveryError):
+        await producer.flush()
+    assert lossy_kafka.dropped >= 1 and producer.pending == 3  # kept for the next flush
+    lossy_kafka.drop_acks = False
+    for _ in range(10):  # the client reconnects after the timed-out request
+        try:
+            await producer.flush()
+            break
+        except DeliveryError:
+            continue
+    assert producer.pending == 0 and producer.metrics.totals["records_out"] == 5
+    await producer.stop()
+    stored = await _raw_messages(bootstrap, topic, count=3)
+    ids = [dict(m.headers)[HEADER_BATCH] for m in stored]
+    assert len(ids) >= 3 and len(set(ids)) == 2  # the lost-ack batch is stored twice, one id
+    assert [r for _, r in await read_raw(bootstrap, [topic])] == records  # a consumer sees each once, in order
 
 
 async def test_producer_throughput(kafka_bootstrap) -> None:

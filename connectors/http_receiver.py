@@ -15,7 +15,8 @@ Answers:
 
 LiteLLM's batch logger does not retry (its queue is cleared after each attempt), so a
 503 is lost on LiteLLM's side; it is still the truthful answer, and it is counted.
-Each object is re-serialised compactly (one line) and sent unparsed otherwise.
+Each object is re-serialised compactly (one line) and sent unparsed otherwise, to the
+partition of its request ``id`` (where SpendLogs puts the same request: ``connectors.kafka``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aiohttp import web
 from connectors.kafka import BatchProducer, DeliveryError
 from connectors.metrics import add_health_routes
 
-__all__ = ["SECRET_HEADER", "split_body", "MalformedBody", "build_app", "ReceiverSource"]
+__all__ = ["SECRET_HEADER", "split_body", "body_items", "MalformedBody", "build_app", "ReceiverSource"]
 
 SECRET_HEADER = "X-Gatewatch-Secret"
 log = logging.getLogger("gatewatch.source.litellm_http")
@@ -42,6 +43,11 @@ class MalformedBody(ValueError):
 
 def split_body(body: bytes) -> list[bytes]:
     """The records of a generic_api body (array, NDJSON or single object), one line each."""
+    return [orjson.dumps(item) for item in body_items(body)]
+
+
+def body_items(body: bytes) -> list[dict]:
+    """The objects of a generic_api body (array, NDJSON or single object)."""
     text = body.strip()
     if not text:
         raise MalformedBody("empty body")
@@ -53,10 +59,10 @@ def split_body(body: bytes) -> list[bytes]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise MalformedBody(f"item {i} is a JSON {type(item).__name__}, not an object")
-    return [orjson.dumps(item) for item in items]
+    return items
 
 
-def _split_ndjson(text: bytes) -> list[bytes]:
+def _split_ndjson(text: bytes) -> list[dict]:
     records = []
     for n, line in enumerate(text.split(b"\n"), start=1):
         if not line.strip():
@@ -67,8 +73,13 @@ def _split_ndjson(text: bytes) -> list[bytes]:
             raise MalformedBody(f"line {n}: not JSON ({exc})") from None
         if not isinstance(item, dict):
             raise MalformedBody(f"line {n}: a JSON {type(item).__name__}, not an object")
-        records.append(orjson.dumps(item))
+        records.append(item)
     return records
+
+
+def _request_id(item: dict) -> str | None:
+    rid = item.get("id")
+    return str(rid) if rid else None
 
 
 def _authorised(request: web.Request, secret: bytes) -> bool:
@@ -91,12 +102,13 @@ def build_app(producer: BatchProducer, secret: str | None, *, key: bytes = b"lit
             metrics.rejected("auth")
             return web.json_response({"error": "bad or missing secret"}, status=401)
         try:
-            records = split_body(await request.read())
+            items = body_items(await request.read())
         except MalformedBody as exc:
             metrics.rejected("body")
             return web.json_response({"error": str(exc)}, status=400)
+        records = [orjson.dumps(item) for item in items]
         try:
-            await producer.send_records("litellm", records, key=key)
+            await producer.send_records("litellm", records, key=key, routes=[_request_id(i) for i in items])
         except DeliveryError as exc:
             state["broker_ok"] = False
             log.warning("kafka did not acknowledge", extra={"kv": {"records": len(records), "error": str(exc)}})

@@ -10,7 +10,15 @@ Message layout (the worker relies on it):
 
 - value: records joined by ``\\n`` (no trailing newline); each record is one line of JSON;
 - key: chosen by the source so that records that must stay in order share a partition
-  (Fly: app/instance, file: the path, LiteLLM: the source name);
+  (Fly: app/instance, file: the path, a SQLite request_log: the source name);
+- partition of a LiteLLM request record (the callback's ``id``, a SpendLogs row's
+  ``request_id``): that of its request id (``route``, :func:`partition_for`), not the
+  key's, so both copies of a request share a partition, hence a worker, whose request-id
+  dedup drops the second. Batches are cut per partition (up to ``max_records`` lines each,
+  never a message per record). A partition gets a subsequence of each source's records, in
+  that source's order, and its newest event time moves with the first copy of every
+  request, whichever source brings it (the second is dropped before it counts): the
+  worker's watermark, "caught up" and idle rules, per partition, hold as they did;
 - headers: ``gw-source`` (the ``tail`` source name), ``gw-batch`` (unique batch id, the
   same on every resend of the same batch), ``gw-count`` (number of records).
 
@@ -27,6 +35,7 @@ import logging
 import os
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
@@ -38,7 +47,7 @@ from connectors.recent import RecentKeys
 
 __all__ = [
     "FAMILIES", "raw_topic", "all_raw_topics", "encode_batch", "decode_batch", "BatchProducer",
-    "DeliveryError", "BatchDeduper", "ensure_topics", "consume_batches", "read_range",
+    "DeliveryError", "BatchDeduper", "partition_for", "ensure_topics", "consume_batches", "read_range",
 ]
 
 FAMILIES = ("fly", "litellm", "langfuse", "infra")
@@ -67,6 +76,14 @@ def decode_batch(value: bytes) -> list[bytes]:
     return [line for line in value.split(b"\n") if line and not line.isspace()]
 
 
+def partition_for(route: str, partitions: int) -> int:
+    """The raw partition of a LiteLLM request id, the same in every source and process.
+
+    CRC-32, not Python's ``hash`` (salted per process) nor Kafka's murmur2 (in pure Python
+    it costs 15x the record's own re-serialisation in the receiver)."""
+    return zlib.crc32(route.encode()) % partitions
+
+
 class DeliveryError(Exception):
     """The broker did not acknowledge a batch in time (or refused it)."""
 
@@ -75,6 +92,7 @@ class DeliveryError(Exception):
 class _Batch:
     topic: str
     key: bytes | None
+    partition: int | None = None  # None: the key's partition
     lines: list[bytes] = field(default_factory=list)
     size: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -82,7 +100,7 @@ class _Batch:
 
 
 class BatchProducer:
-    """Buffers raw records per (topic, key) into NDJSON batches and sends them with acks=all.
+    """Buffers raw records per (topic, key, partition) into NDJSON batches and sends them with acks=all.
 
     ``add`` buffers (and sends a batch once it is full); a background task sends batches
     older than ``linger`` seconds; ``flush`` sends everything and waits until the broker
@@ -104,7 +122,7 @@ class BatchProducer:
             bootstrap_servers=brokers, acks="all", enable_idempotence=False, linger_ms=5,
             max_request_size=max(1024 * 1024, max_bytes * 2), compression_type=compression,
             request_timeout_ms=int(delivery_timeout * 1000), client_id=f"gatewatch-tail-{source}")
-        self._open: dict[tuple[str, bytes | None], _Batch] = {}
+        self._open: dict[tuple[str, bytes | None, int | None], _Batch] = {}
         self._failed: list[_Batch] = []
         self._in_flight: list[tuple[_Batch, asyncio.Future]] = []
         self._run_id = f"{source}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -131,14 +149,20 @@ class BatchProducer:
         finally:
             await self._producer.stop()
 
-    async def add(self, family: str, record: bytes, key: bytes | None = None) -> None:
-        """Buffer one raw record (one line of JSON) for the family's raw topic."""
+    async def add(self, family: str, record: bytes, key: bytes | None = None, route: str | None = None) -> None:
+        """Buffer one raw record (one line of JSON) for the family's raw topic.
+
+        ``route`` (a LiteLLM request id) sends the record to that id's partition
+        (:func:`partition_for`), in a batch of that partition; raises :class:`DeliveryError`
+        when the broker cannot tell the topic's partition count (nothing is buffered then).
+        """
         self.metrics.records_in()
         if len(record) > MAX_RECORD_BYTES:
             self.metrics.rejected("oversize")
             log.warning("record too large", extra={"kv": {"source": self.source, "bytes": len(record)}})
             return
-        k = (raw_topic(family, self.prefix), key)
+        topic = raw_topic(family, self.prefix)
+        k = (topic, key, None if route is None else partition_for(route, await self._partitions(topic)))
         batch = self._open.get(k)
         if batch and batch.size + len(record) + 1 > self.max_bytes:
             await self._seal(k)
@@ -150,17 +174,27 @@ class BatchProducer:
         if len(batch.lines) >= self.max_records:
             await self._seal(k)
 
-    async def send_records(self, family: str, records: list[bytes], key: bytes | None = None) -> None:
+    async def send_records(self, family: str, records: list[bytes], key: bytes | None = None,
+                           routes: list[str | None] | None = None) -> None:
         """Send records now, bypassing the buffers, and wait for the broker's ack.
 
         Used by the HTTP receiver, which may only answer 2xx once its batch is stored.
         Failed batches are *not* requeued: the caller reports the failure to its client.
         A timed-out send may still reach the broker later, so the batch id is a hash of
         the content: a client's retry of the same body gets the same id, and consumers
-        keep one copy.
+        keep one copy. ``routes`` (one per record, a request id or ``None``) cut the records
+        into per-partition batches as :meth:`add` does; a record without one goes by ``key``.
         """
         self.metrics.records_in(len(records))
-        batches = list(self._chunk(raw_topic(family, self.prefix), key, records))
+        topic = raw_topic(family, self.prefix)
+        groups: dict[int | None, list[bytes]] = {None: records}
+        try:
+            if routes is not None:
+                groups = self._route(records, routes, await self._partitions(topic))
+            batches = [b for partition, group in groups.items() for b in self._chunk(topic, key, partition, group)]
+        except DeliveryError:
+            self.metrics.errors()
+            raise
         for batch in batches:
             batch.batch_id = f"{self.source}-h{hashlib.blake2b(encode_batch(batch.lines), digest_size=16).hexdigest()}"
         futures = [await self._enqueue(b) for b in batches]
@@ -186,19 +220,36 @@ class BatchProducer:
     def pending(self) -> int:
         return sum(len(b.lines) for b in self._open.values()) + sum(len(b.lines) for b in self._failed)
 
-    def _chunk(self, topic: str, key: bytes | None, records: list[bytes]) -> Iterable[_Batch]:
-        batch = _Batch(topic, key)
+    async def _partitions(self, topic: str) -> int:
+        """The topic's partition count, from the client's metadata (asked of the broker when unknown)."""
+        known = self._producer.client.cluster.partitions_for_topic(topic)  # a wait_for per record costs 9x an add
+        if known:
+            return len(known)
+        try:
+            return len(await asyncio.wait_for(self._producer.partitions_for(topic), self.delivery_timeout))
+        except Exception as exc:  # broker unreachable, topic unknown
+            raise DeliveryError(f"partitions of {topic}: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _route(records: list[bytes], routes: list[str | None], partitions: int) -> dict[int | None, list[bytes]]:
+        groups: dict[int | None, list[bytes]] = {}
+        for record, route in zip(records, routes, strict=True):
+            groups.setdefault(None if route is None else partition_for(route, partitions), []).append(record)
+        return groups
+
+    def _chunk(self, topic: str, key: bytes | None, partition: int | None, records: list[bytes]) -> Iterable[_Batch]:
+        batch = _Batch(topic, key, partition)
         for record in records:
             if batch.lines and (len(batch.lines) >= self.max_records
                                 or batch.size + len(record) + 1 > self.max_bytes):
                 yield batch
-                batch = _Batch(topic, key)
+                batch = _Batch(topic, key, partition)
             batch.lines.append(record)
             batch.size += len(record) + 1
         if batch.lines:
             yield batch
 
-    async def _seal(self, k: tuple[str, bytes | None]) -> None:
+    async def _seal(self, k: tuple[str, bytes | None, int | None]) -> None:
         # Popped under the lock: a batch is always either open, in flight or failed, so a
         # flush that holds the lock sees every record whose ``add`` has returned.
         async with self._lock:
@@ -231,7 +282,7 @@ class BatchProducer:
                    (HEADER_COUNT, str(len(batch.lines)).encode())]
         try:
             return await asyncio.wait_for(self._producer.send(
-                batch.topic, encode_batch(batch.lines), key=batch.key, headers=headers),
+                batch.topic, encode_batch(batch.lines), key=batch.key, partition=batch.partition, headers=headers),
                 self.delivery_timeout)
         except Exception as exc:  # broker unreachable, metadata timeout, message too large
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc

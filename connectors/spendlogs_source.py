@@ -74,7 +74,8 @@ class SpendLogsSource:
                 start = _aware(start)
                 newest = max(newest, start)
                 if request_id not in self.recent:
-                    await self.producer.add("litellm", doc.encode(), key=b"litellm-db")
+                    # on the partition of its request id, as the callback's copy (connectors.kafka)
+                    await self.producer.add("litellm", doc.encode(), key=b"litellm-db", route=request_id)
                     self.recent[request_id] = start.isoformat()
                     sent += 1
             if len(rows) < self.config.page_size:

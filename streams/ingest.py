@@ -60,10 +60,12 @@ class IngestLoop:
 
     ``on_done(msg, rejects)`` is called once per raw message after its output was
     acknowledged (counters, metrics). ``assignment()`` and ``lag()`` feed ``/health``.
+    ``request_timeout``: how long a partials send waits for the broker's ack before it
+    counts as failed (aiokafka's default, 40 s).
     """
 
     def __init__(self, brokers: list[str], topics: tuple[str, ...], group: str, partials: str, rejects: str,
-                 stage: IngestStage, *, session_timeout: float = 30.0,
+                 stage: IngestStage, *, session_timeout: float = 30.0, request_timeout: float = 40.0,
                  on_done: Callable[[dict, list[dict]], None] | None = None) -> None:
         self.topics, self.partials, self.rejects, self.stage = topics, partials, rejects, stage
         self.on_done = on_done or (lambda msg, rejects: None)
@@ -77,7 +79,8 @@ class IngestLoop:
             rebalance_timeout_ms=session_ms, client_id=f"{group}-consumer",
             partition_assignment_strategy=(weighted_assignor(self._assign_state),))
         self.producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", enable_idempotence=False,
-                                         linger_ms=2, max_request_size=MAX_FETCH, client_id=f"{group}-producer")
+                                         linger_ms=2, max_request_size=MAX_FETCH, client_id=f"{group}-producer",
+                                         request_timeout_ms=int(request_timeout * 1000))
         self.retry_seconds = 1.0
         self._started = False
         self._position: dict[TopicPartition, int] = {}  # next offset to ingest, per partition read

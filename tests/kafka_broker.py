@@ -6,6 +6,9 @@ Fixtures (registered in ``tests/conftest.py``):
   yields ``"127.0.0.1:<port>"``. Tests isolate themselves with their own topic prefix.
 - ``tansu_factory`` (function): ``start()`` more brokers that a test may ``stop()`` and
   ``restart()`` (same port), e.g. to check what a source does while the broker is down.
+- ``lossy_kafka`` (function): a Tansu reached only through :class:`AckDropper`, a TCP proxy
+  that, while ``drop_acks`` is set, lets produce requests through to the broker (which
+  stores them) and throws their answers away: an acknowledgement lost on the network.
 
 Tansu refuses transactions and idempotent producers (``InitProducerId``), so producers
 use ``acks=all`` without idempotence. Storage is ``memory://``: a restart loses the data.
@@ -14,19 +17,21 @@ The tests are skipped, with the reason, only when the binary cannot be found.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-__all__ = ["TansuBroker", "tansu_binary", "kafka_bootstrap", "tansu_factory", "read_raw"]
+__all__ = ["AckDropper", "TansuBroker", "tansu_binary", "kafka_bootstrap", "tansu_factory", "lossy_kafka", "read_raw"]
 
 
 def tansu_binary() -> str | None:
@@ -47,8 +52,10 @@ def free_port() -> int:
 class TansuBroker:
     """One Tansu process, in memory, listening on 127.0.0.1:<port>."""
 
-    def __init__(self, binary: str, port: int | None = None, workdir: str | None = None) -> None:
+    def __init__(self, binary: str, port: int | None = None, workdir: str | None = None,
+                 advertised_port: int | None = None) -> None:
         self.binary, self.port = binary, port or free_port()
+        self.advertised_port = advertised_port or self.port  # where clients are told to connect
         self.workdir = workdir or tempfile.mkdtemp(prefix="tansu-")
         self.proc: subprocess.Popen | None = None
 
@@ -60,7 +67,8 @@ class TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         log = open(Path(self.workdir) / "tansu.log", "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [self.binary, "broker", "--listener-url", url,
+             "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
              "--storage-engine", "memory://tansu/"],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
         self._wait_ready(timeout)
@@ -120,6 +128,89 @@ def tansu_factory() -> Iterator:
     finally:
         for broker in started:
             broker.stop()
+
+
+class AckDropper:
+    """A TCP proxy in front of a broker that can lose the broker's answers to produce requests.
+
+    Kafka frames are ``int32 size`` + body; a request body starts ``int16 api_key, int16
+    api_version, int32 correlation_id``, a response body ``int32 correlation_id``. While
+    ``drop_acks`` is set, every Produce request (api key 0) is forwarded, and so stored by
+    the broker, and its response is dropped; ``dropped`` counts them. The client sees a
+    request that times out: exactly a broker acknowledgement lost on its way back.
+    """
+
+    PRODUCE = 0
+
+    def __init__(self, broker_port: int, port: int | None = None) -> None:
+        self.broker_port, self.port = broker_port, port or free_port()
+        self.drop_acks, self.dropped = False, 0
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> AckDropper:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            b_reader, b_writer = await asyncio.open_connection("127.0.0.1", self.broker_port)
+        except OSError:
+            writer.close()
+            self._tasks.discard(task)
+            return
+        lost: set[int] = set()  # correlation ids whose answer is thrown away
+        try:
+            await asyncio.gather(self._pump(reader, b_writer, lost, request=True),
+                                 self._pump(b_reader, writer, lost, request=False))
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for w in (writer, b_writer):
+                w.close()
+            self._tasks.discard(task)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lost: set[int],
+                    request: bool) -> None:
+        while True:
+            head = await reader.readexactly(4)
+            body = await reader.readexactly(struct.unpack(">i", head)[0])
+            if request:
+                api_key, _version, correlation = struct.unpack(">hhi", body[:8])
+                if api_key == self.PRODUCE and self.drop_acks:
+                    lost.add(correlation)
+            elif struct.unpack(">i", body[:4])[0] in lost:
+                lost.discard(struct.unpack(">i", body[:4])[0])
+                self.dropped += 1
+                continue
+            writer.write(head + body)
+            await writer.drain()
+
+
+@pytest.fixture
+async def lossy_kafka() -> AsyncIterator[AckDropper]:
+    """A Tansu whose every client connection goes through an :class:`AckDropper`."""
+    proxy = AckDropper(free_port())
+    broker = TansuBroker(_binary_or_skip(), port=proxy.broker_port, advertised_port=proxy.port).start()
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+        broker.stop()
 
 
 async def read_raw(bootstrap: str, topics: list[str], *, expect: int | None = None,

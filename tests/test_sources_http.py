@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from connectors.http_receiver import ReceiverSource, split_body
-from connectors.kafka import BatchProducer, ensure_topics, raw_topic
+from connectors.kafka import HEADER_BATCH, BatchProducer, ensure_topics, raw_topic
 from tests.kafka_broker import free_port, read_raw
 
 pytestmark = pytest.mark.integration
@@ -100,17 +102,54 @@ async def test_receiver_answers_503_while_broker_down(tansu_factory) -> None:
         assert rx.producer.metrics.totals["records_out"] == 1  # nothing of the failed body acknowledged
         broker.start()
         await ensure_topics(broker.bootstrap, prefix)
-        for _ in range(20):  # the client reconnects within a few metadata refreshes
-            r = await c.post("/", content=orjson.dumps([payload(4)]), headers=auth)
-            if r.status_code == 200:
-                break
+        r = await _post_until_stored(c, [payload(4)], auth)
         assert r.status_code == 200 and (await c.get("/health")).status_code == 200
         # The refused body may still reach the broker late (at-least-once); a retry of the
-        # same body carries the same content-hash batch id, so consumers keep one copy.
-        r = await c.post("/", content=orjson.dumps([payload(2), payload(3)]), headers=auth)
+        # same body carries the same content-hash batch ids, so consumers keep one copy.
+        # (Its records go to other partitions than payload 4's, by request id: their first
+        # produce after the restart may be refused too, and LiteLLM would retry later.)
+        r = await _post_until_stored(c, [payload(2), payload(3)], auth)
         assert r.status_code == 200
     got = await read_raw(broker.bootstrap, [raw_topic("litellm", prefix)])
     assert sorted(orjson.loads(r)["id"] for _, r in got) == ["chatcmpl-2", "chatcmpl-3", "chatcmpl-4"]
+
+
+async def test_a_lost_ack_answers_503_and_the_retried_body_is_kept_once(lossy_kafka) -> None:
+    """The broker stores a body's batches but its acknowledgements are lost on the network
+    (the proxy drops them; nothing is patched): 503; LiteLLM's retry of the same body is cut
+    into the same per-partition batches with the same content-hash ids, so the topic holds
+    two copies of each and a consumer sees every record once."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    await ensure_topics(lossy_kafka.bootstrap, prefix)
+    auth, body = {"X-Gatewatch-Secret": SECRET}, orjson.dumps([payload(i) for i in range(40)])
+    async with Receiver(lossy_kafka.bootstrap, prefix, delivery_timeout=1.5) as rx, \
+            httpx.AsyncClient(base_url=rx.url, timeout=10) as c:
+        lossy_kafka.drop_acks = True
+        r = await c.post("/", content=body, headers=auth)
+        assert r.status_code == 503 and lossy_kafka.dropped >= 1
+        lossy_kafka.drop_acks = False
+        assert (await _post_until_stored(c, orjson.loads(body), auth)).status_code == 200
+    topic = raw_topic("litellm", prefix)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=lossy_kafka.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    stored: list = []
+    try:
+        for _ in range(20):
+            stored.extend(m for msgs in (await consumer.getmany(timeout_ms=300)).values() for m in msgs)
+    finally:
+        await consumer.stop()
+    ids = Counter(dict(m.headers)[HEADER_BATCH] for m in stored)
+    assert len({m.partition for m in stored}) == 4 and min(ids.values()) >= 2  # every batch stored twice
+    got = await read_raw(lossy_kafka.bootstrap, [topic])
+    assert sorted(orjson.loads(r)["id"] for _, r in got) == sorted(f"chatcmpl-{i}" for i in range(40))
+
+
+async def _post_until_stored(c: httpx.AsyncClient, items: list[dict], auth: dict) -> httpx.Response:
+    for _ in range(20):  # the client reconnects within a few metadata refreshes
+        r = await c.post("/", content=orjson.dumps(items), headers=auth)
+        if r.status_code == 200:
+            break
+    return r
 
 
 async def test_receiver_throughput(kafka_bootstrap) -> None:

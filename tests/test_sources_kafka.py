@@ -11,10 +11,11 @@ from aiokafka import AIOKafkaConsumer
 
 from connectors.checkpoint import Checkpoint, checkpoint_path
 from connectors.kafka import (
-    BatchDeduper, BatchProducer, DeliveryError, all_raw_topics, decode_batch, ensure_topics, raw_topic,
+    HEADER_BATCH, BatchDeduper, BatchProducer, DeliveryError, all_raw_topics, decode_batch, ensure_topics,
+    partition_for, raw_topic,
 )
 from connectors.metrics import SourceMetrics
-from tests.kafka_broker import read_raw
+from tests.kafka_broker import AckDropper, read_raw
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +109,88 @@ async def test_flush_raises_when_broker_down_and_resends_after(tansu_factory) ->
     got = await read_raw(broker.bootstrap, [raw_topic("infra", prefix)], expect=1, timeout=10)
     assert [orjson.loads(r)["gatewatch_metric"] for _, r in got] == ["b"]
     await producer.stop()
+
+
+async def _raw_messages(bootstrap: str, topic: str, count: int, timeout: float = 10) -> list:
+    """Every message on ``topic`` as the broker stores it (no batch dedup), until ``count``."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=300)).values():
+                got.extend(msgs)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_litellm_records_are_routed_by_request_id_in_batches(kafka_bootstrap) -> None:
+    """Both ways in (buffered ``add``, SpendLogs; ``send_records``, the callback) put a request
+    id on the same partition, whatever the source's key, and cut batches per partition."""
+    prefix = _prefix()
+    await ensure_topics(kafka_bootstrap, prefix, partitions=4)
+    ids = [f"chatcmpl-{i}" for i in range(400)]
+    db = BatchProducer(kafka_bootstrap, "litellm-db", prefix=prefix, max_records=60, linger=60)
+    http = BatchProducer(kafka_bootstrap, "litellm-http", prefix=prefix, max_records=60, linger=60)
+    await db.start()
+    await http.start()
+    for rid in ids:
+        await db.add("litellm", orjson.dumps({"request_id": rid, "spend": 0.0}), key=b"litellm-db", route=rid)
+    await db.add("litellm", b'{"request_log":true,"id":1}', key=b"litellm-db")  # no route: by its key
+    await db.flush()
+    await http.send_records("litellm", [orjson.dumps({"id": rid}) for rid in ids], key=b"litellm-http",
+                            routes=list(ids))
+    await db.stop()
+    await http.stop()
+    got = await _raw_messages(kafka_bootstrap, raw_topic("litellm", prefix), count=2)
+    where: dict[str, set[int]] = {}
+    for m in got:
+        for line in decode_batch(m.value):
+            rec = orjson.loads(line)
+            where.setdefault(str(rec.get("request_id") or rec.get("id")), set()).add(m.partition)
+    assert all(where[rid] == {partition_for(rid, 4)} for rid in ids)  # both copies, one partition
+    assert len({p for rid in ids for p in where[rid]}) == 4  # and the ids spread over all of them
+    routed = [m for m in got if b"request_log" not in m.value]
+    assert all(int(dict(m.headers)["gw-count"]) <= 60 for m in got)
+    assert len(routed) < len(ids) * 2 / 20  # batches of tens of records, not a message per record
+    assert sum(int(dict(m.headers)["gw-count"]) for m in got) == 801
+
+
+async def test_lost_acknowledgement_keeps_the_batch_and_the_resend_is_one_copy(lossy_kafka: AckDropper) -> None:
+    """The broker stores a batch but its answer is lost (the proxy drops it on the way back):
+    flush raises and keeps the batch; the next flush resends it with the same ``gw-batch``
+    id, so the topic holds two copies and a consumer sees one. A real broker and a real
+    network fault; nothing in aiokafka is patched."""
+    bootstrap, prefix = lossy_kafka.bootstrap, _prefix()
+    await ensure_topics(bootstrap, prefix, partitions=1)
+    topic = raw_topic("infra", prefix)
+    producer = BatchProducer(bootstrap, "unit", prefix=prefix, linger=60, delivery_timeout=1.5)
+    await producer.start()
+    records = [orjson.dumps({"gatewatch_metric": "m", "value": i}) for i in range(5)]
+    for r in records[:2]:
+        await producer.add("infra", r)
+    await producer.flush()
+    lossy_kafka.drop_acks = True
+    for r in records[2:]:
+        await producer.add("infra", r)
+    with pytest.raises(DeliveryError):
+        await producer.flush()
+    assert lossy_kafka.dropped >= 1 and producer.pending == 3  # kept for the next flush
+    lossy_kafka.drop_acks = False
+    for _ in range(10):  # the client reconnects after the timed-out request
+        try:
+            await producer.flush()
+            break
+        except DeliveryError:
+            continue
+    assert producer.pending == 0 and producer.metrics.totals["records_out"] == 5
+    await producer.stop()
+    stored = await _raw_messages(bootstrap, topic, count=3)
+    ids = [dict(m.headers)[HEADER_BATCH] for m in stored]
+    assert len(ids) >= 3 and len(set(ids)) == 2  # the lost-ack batch is stored twice, one id
+    assert [r for _, r in await read_raw(bootstrap, [topic])] == records  # a consumer sees each once, in order
 
 
 async def test_producer_throughput(kafka_bootstrap) -> None:

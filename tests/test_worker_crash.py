@@ -22,7 +22,9 @@ from connectors.file_source import route
 from connectors.files import open_input
 from connectors.kafka import HEADER_BATCH, ensure_topics, raw_topic
 from models.pipeline import build_engine
-from tests.worker_helpers import WebhookReceiver, free_port, health, replay_notes, simulate_small, start_worker, wait_for
+from tests.worker_helpers import (
+    WebhookReceiver, balanced, detect_owner, free_port, health, replay_notes, simulate_small, start_worker, wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 4
@@ -71,8 +73,8 @@ async def test_survivor_takes_over_and_nothing_is_lost_or_sent_twice(kafka_boots
             for i in range(2):
                 workers.append(start_worker(kafka_bootstrap, prefix, tmp_path / f"w{i}", ports[i],
                                             app_id=prefix, extra_env=env))
-                assert await wait_for(lambda: _balanced(ports[:i + 1]), timeout=60), "group did not settle"
-            owner = await wait_for(lambda: _detect_owner(ports), timeout=30)
+                assert await wait_for(lambda: balanced(ports[:i + 1], PARTITIONS), timeout=60), "group did not settle"
+            owner = await wait_for(lambda: detect_owner(ports), timeout=30)
             assert owner is not None, f"no worker started detection: {[await health(p) for p in ports]}"
             survivor = 1 - owner
             producing = asyncio.ensure_future(produce(kafka_bootstrap, prefix, items, pause=0.08))
@@ -105,23 +107,6 @@ async def test_survivor_takes_over_and_nothing_is_lost_or_sent_twice(kafka_boots
         (n["incident"], n["seq"], n["status"]) for n in want)
     assert state["restored"] >= 1  # the survivor resumed from the snapshot table
     assert state["detect"]["events"] == engine.events  # every event counted exactly once
-
-
-async def _detect_owner(ports: list[int]) -> int | None:
-    for i, port in enumerate(ports):
-        state = await health(port)
-        if state and state["detect"] is not None:
-            return i
-    return None
-
-
-async def _balanced(ports: list[int]) -> bool:
-    """Every raw partition and the partials partition assigned, each to exactly one worker."""
-    states = [await health(p) for p in ports]
-    if not all(states):
-        return False
-    assigned = [tp for s in states for tp in s["assigned"] if ".raw." in tp or tp.endswith(".partials/0")]
-    return len(assigned) == len(set(assigned)) == 4 * PARTITIONS + 1 and all(s["assigned"] for s in states)
 
 
 async def _applied(port: int, events: int) -> bool:

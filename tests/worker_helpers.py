@@ -83,6 +83,24 @@ async def health(port: int) -> dict | None:
         return None
 
 
+async def detect_owner(ports: list[int]) -> int | None:
+    """The index of the worker that runs detection, if one does."""
+    for i, port in enumerate(ports):
+        state = await health(port)
+        if state and state["detect"] is not None:
+            return i
+    return None
+
+
+async def balanced(ports: list[int], partitions: int) -> bool:
+    """Every raw partition and the partials partition assigned, each to exactly one worker."""
+    states = [await health(p) for p in ports]
+    if not all(states):
+        return False
+    assigned = [tp for s in states for tp in s["assigned"] if ".raw." in tp or tp.endswith(".partials/0")]
+    return len(assigned) == len(set(assigned)) == 4 * partitions + 1 and all(s["assigned"] for s in states)
+
+
 async def read_topic(bootstrap: str, topic: str, *, until: int, timeout: float,
                      settle: float = 3.0) -> list[dict]:
     """JSON values on ``topic`` from the start: stop ``settle`` s after ``until`` were read."""

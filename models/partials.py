@@ -199,14 +199,15 @@ class ByCloseMinute:
     each reader process's events with one.
     """
 
-    __slots__ = ("lateness", "groups", "last_key", "last", "min_ts")
+    __slots__ = ("lateness", "groups", "last_key", "last", "min_ts", "max_ts")
 
     def __init__(self, lateness: float) -> None:
         self.lateness = lateness
         self.groups: dict[int, Partials] = {}
         self.last_key: int | None = None  # the group of the previous event (events come mostly in time order)
         self.last: Partials | None = None
-        self.min_ts: float | None = None
+        self.min_ts: float | None = None  # the oldest and newest time of the events added
+        self.max_ts: float | None = None
 
     def add(self, ev: E.Event) -> None:
         ts = ev.ts
@@ -216,21 +217,24 @@ class ByCloseMinute:
             if partials is None:
                 partials = self.groups[key] = Partials()
             self.last_key, self.last = key, partials
-        if self.last.add(ev) is not None and (self.min_ts is None or ts < self.min_ts):  # type: ignore[union-attr]
+        self.last.add(ev)  # type: ignore[union-attr]
+        # Every event moves event time, also one that counts for no series (a plain log line), as
+        # in ``Engine.process``.
+        if self.min_ts is None or ts < self.min_ts:
             self.min_ts = ts
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
 
     def drain(self) -> dict:
         """``{"min_ts", "max_ts", "events", "partials", "meta"}``: the buckets as ``Partials.drain``
         messages, the meta as ``[close_key, meta message]`` pairs; the folder is left empty."""
         buckets: list[dict] = []
         meta: list[list] = []
-        max_ts, events = None, 0
+        events = 0
         for key, partials in sorted(self.groups.items()):
             events += partials.events
-            if partials.max_ts is not None and (max_ts is None or partials.max_ts > max_ts):
-                max_ts = partials.max_ts
             for part in partials.drain():
                 (meta.append([key, part]) if part["t"] == "meta" else buckets.append(part))
-        out = {"min_ts": self.min_ts, "max_ts": max_ts, "events": events, "partials": buckets, "meta": meta}
-        self.groups, self.last_key, self.last, self.min_ts = {}, None, None, None
+        out = {"min_ts": self.min_ts, "max_ts": self.max_ts, "events": events, "partials": buckets, "meta": meta}
+        self.groups, self.last_key, self.last, self.min_ts, self.max_ts = {}, None, None, None, None
         return out

@@ -125,3 +125,26 @@ def test_cli_jobs(tmp_path, sim_files, capsys):
     assert "readers:       2 processes" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["replay", *sim_files, "--out", str(out2), "--jobs", "0"])
+
+
+def fly_line(ts: float, message: str) -> bytes:
+    """A Fly NATS log-stream line (SOURCES.md §3a)."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return orjson.dumps({"event": {"provider": "app"}, "fly": {"app": {"instance": "abc", "name": "llm-gateway"},
+                         "region": "iad"}, "log": {"level": "info"}, "message": message, "timestamp": stamp})
+
+
+def test_lines_that_count_for_no_series_still_move_event_time(tmp_path, sim_files):
+    """An hour of plain app lines after the last request: in one process every event moves event
+    time, so the minutes up to the last line close (an open incident resolves there); the
+    readers report the newest time of every line they read, not only of the counted ones."""
+    end = max(orjson.loads(line)["endTime"] for line in gzip.open(sim_files[0]) if line.strip())
+    chatter = tmp_path / "chatter.ndjson"
+    chatter.write_bytes(b"\n".join(fly_line(end + 30 * i, "cache warm") for i in range(120)) + b"\n")
+    paths = [sim_files[0], str(chatter)]
+    one, s1 = run(paths, 1)
+    two, s2 = run(paths, 2)
+    assert b'"resolved"' in one
+    assert two == one and s2.records == s1.records

@@ -163,7 +163,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # last hour for 6 minutes running (a small team's burst, the morning ramp).
     Rule("TeamTrafficSurge", "traffic", "warning", (T, K), "request_ratio", ">", 2.0,
          window=5, for_=5, min_volume=50, min_count=300, baseline=60, min_baseline=300, min_age=120,
-         clear=0.7, summary="{where} {actual:.1f} req/s"),
+         clear=0.7, summary="{where} {actual:.2f} req/s"),
     Rule("TokensPerHourHigh", "traffic", "info", (G,), "tokens", ">", 1_000_000,
          window=60, for_=0, clear=0.9, summary="gateway {actual:,.0f} tokens in the last hour"),
     # --- availability: the gateway stops answering altogether. Nothing it logs says so (no

@@ -9,7 +9,10 @@ sentence in the notification can be checked with a calculator.
 
 ``TeamBudgetForecast`` (category ``budget``, severity ``warning``, detector ``rule``) is
 an early warning: it fires when the line crosses the budget before the end of the UTC
-day *and* more than half of the budget is already spent, for ``for_`` minutes in a row.
+day, even at a burn rate a fifth lower than the last hour's (``ease``), *and* more than half
+of the budget is already spent, for ``for_`` minutes in a row. The margin is for the long
+horizon: a line that crosses midnight by twenty minutes, nine hours ahead, is a coin toss (a
+team's hourly rate moves by more than a fifth within a day).
 A team with less than ``min_history`` minutes of history never triggers it: one
 expensive first call would otherwise forecast a budget gone by lunch. It resolves,
 with a margin (hysteresis), when the forecast moves past the end of the day again.
@@ -91,9 +94,11 @@ def forecast_text(engine, team: str, now: float) -> str:
 class BudgetForecast:
     """The engine's ``extra_detectors`` object raising ``TeamBudgetForecast``."""
 
+    ease = 0.2  # a class attribute too, so that a worker snapshot pickled before it existed runs on
+
     def __init__(self, for_: int = 5, min_history: int = 30, spent_share: float = 0.5,
-                 clear_margin: float = 1800.0, clear_for: int = 5) -> None:
-        self.for_, self.min_history, self.spent_share = for_, min_history, spent_share
+                 clear_margin: float = 1800.0, clear_for: int = 5, ease: float = 0.2) -> None:
+        self.for_, self.min_history, self.spent_share, self.ease = for_, min_history, spent_share, ease
         self.clear_margin, self.clear_for = clear_margin, clear_for
         self.pending: dict[str, int] = {}  # team -> minutes the condition has held
         self.firing: dict[str, int] = {}  # team -> minutes the clear condition has held
@@ -115,7 +120,7 @@ class BudgetForecast:
             else:
                 engine.incidents.update(_alert(f, now, now))
             return
-        if f.history >= self.min_history and f.before_end_of_day and f.spent > f.budget * self.spent_share:
+        if f.history >= self.min_history and self._out_today(f, now) and f.spent > f.budget * self.spent_share:
             self.pending[f.team] = self.pending.get(f.team, 0) + 1
             if self.pending[f.team] >= self.for_:
                 del self.pending[f.team]
@@ -123,6 +128,10 @@ class BudgetForecast:
                 engine.incidents.fire(_alert(f, now, now - self.for_ * STEP), now)
         else:
             self.pending.pop(f.team, None)
+
+    def _out_today(self, f: Forecast, now: float) -> bool:
+        """The budget runs out before midnight even if the burn eases by ``ease``."""
+        return f.spent + f.rate * (1 - self.ease) * (f.end_of_day - now) / 3600 >= f.budget
 
 
 def _alert_id(team: str) -> str:
@@ -138,9 +147,14 @@ def _alert(f: Forecast, now: float, started: float) -> Alert:
     )
 
 
-def attach_budget_forecast(engine) -> BudgetForecast | None:
-    """Attach the forecast when the budget rule is on (``--no-rules`` switches both off)."""
-    if not any(r.metric == "spend_today_ratio" for r in engine.config.rules):
+def attach_budget_forecast(engine, rules=None) -> BudgetForecast | None:
+    """Attach the forecast when the budget rule is on in ``rules`` (default: the engine's).
+
+    Switching ``TeamBudgetBurn`` off in the configuration switches the forecast off too;
+    ``--no-rules`` does not: the forecast is a model, not a threshold, and ``build_engine``
+    passes it the configured rules.
+    """
+    if not any(r.metric == "spend_today_ratio" for r in (engine.config.rules if rules is None else rules)):
         return None
     team = set(engine.specs.get("team", ((1, 0),))) | {HOUR_SPEC}
     engine.specs["team"] = tuple(sorted(team))

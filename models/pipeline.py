@@ -1,8 +1,9 @@
 """The detection engine that replay, tune and the worker all run.
 
 One constructor, so the service and ``gatewatch replay`` send the same notifications for
-the same input: the rules, the budget burn forecast and, unless switched off, the online
-anomaly models (which explain rule alerts too; without them a lighter explainer does).
+the same input: the rules, the budget burn forecast (also with ``--no-rules``: it is a
+forecast, not a threshold) and, unless switched off, the online anomaly models (which
+explain rule alerts too; without them a lighter explainer does).
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ def build_engine(config: Config | None = None, no_models: bool = False, no_rules
     from models.explain import attach_rule_explanations
 
     config = config or Config()
+    configured = config.rules  # the budget forecast's switch: TeamBudgetBurn on in the configuration
     if no_rules:
         config = replace(config, rules=())
     engine = Engine(config)
-    if not no_models and config.anomaly.get("enabled", True):
-        attach_models(engine)  # attaches the budget forecast too
+    models = not no_models and config.anomaly.get("enabled", True)
+    if models:
+        attach_models(engine, budget_forecast=False)  # the forecast comes next, in the same order
     else:
         attach_rule_explanations(engine)  # rule alerts still say expected vs actual, and who
-        attach_budget_forecast(engine)
+    if not models or config.anomaly.get("budget_forecast", True):
+        # A forecast, not a threshold rule: it runs with --no-rules too (a team about to run out
+        # of budget is news with the rules off).
+        attach_budget_forecast(engine, configured)
     return engine

@@ -156,6 +156,14 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("TrafficSurge", "traffic", "warning", (G,), "request_ratio", ">", 2.0,
          window=5, for_=5, min_volume=150, min_count=600, baseline=60, min_baseline=600, min_age=120,
          clear=0.7, summary="gateway {actual:.1f} req/s"),
+    # The same for one team or key against its own last hour (a team's launch, one client's retry
+    # loop): a team under half of the gateway triples without the gateway doubling. Teams and keys
+    # are burstier than the gateway, so only those with ≥ 300 calls in that hour (5 a minute) and
+    # 2 h of history are judged; in the shared scenarios such a series holds at most ×1.6 of its
+    # last hour for 6 minutes running (a small team's burst, the morning ramp).
+    Rule("TeamTrafficSurge", "traffic", "warning", (T, K), "request_ratio", ">", 2.0,
+         window=5, for_=5, min_volume=50, min_count=300, baseline=60, min_baseline=300, min_age=120,
+         clear=0.7, summary="{where} {actual:.2f} req/s"),
     Rule("TokensPerHourHigh", "traffic", "info", (G,), "tokens", ">", 1_000_000,
          window=60, for_=0, clear=0.9, summary="gateway {actual:,.0f} tokens in the last hour"),
     # --- availability: the gateway stops answering altogether. Nothing it logs says so (no

@@ -81,3 +81,51 @@ def test_forecast_off_without_the_budget_rule():
     eng = Engine(replace(Config(), rules=()))
     attach_models(eng)
     assert not [d for d in eng.extra_detectors if isinstance(d, BudgetForecast)]
+
+
+@pytest.mark.parametrize("no_models", [False, True])
+def test_forecast_runs_with_the_rules_off(no_models):
+    # `--no-rules` switches the thresholds off, not the forecast: a team about to run out of
+    # budget is still news. Only the forecast speaks for the rules' side there.
+    from models.pipeline import build_engine
+
+    eng = build_engine(Config.from_dict({"budgets": {"teams": {"analytics": 100.0}}}), no_models=no_models,
+                       no_rules=True)
+    notes = _spend(eng, range(0, 260), per_minute=0.25)  # as above: 50% at 09:20, the line crosses ~12:40
+    alerts = _forecast_alerts(notes)
+    assert alerts and alerts[0]["labels"] == {"team": "analytics"} and alerts[0]["category"] == "budget"
+    assert not [a for n in notes for a in n["alerts"] if a["detector"] == "rule" and a["name"] != "TeamBudgetForecast"]
+
+
+@pytest.mark.parametrize("doc", [{"rules": {"TeamBudgetBurn": {"enabled": False}}},
+                                 {"anomaly": {"budget_forecast": False}}])
+def test_forecast_off_in_the_configuration_stays_off_with_the_rules_off(doc):
+    from models.pipeline import build_engine
+
+    for no_rules in (False, True):
+        eng = build_engine(Config.from_dict(doc), no_rules=no_rules)
+        assert not [d for d in eng.extra_detectors if isinstance(d, BudgetForecast)]
+    assert [d for d in build_engine(Config(), no_rules=True).extra_detectors if isinstance(d, BudgetForecast)]
+
+
+def test_a_line_that_crosses_midnight_by_minutes_hours_ahead_waits():
+    # $5.70/h on a $100 budget from 06:00: half spent at 14:46, the line crosses at 23:33. A team's
+    # hourly rate moves by more than a fifth within a day, so the warning waits until the budget runs
+    # out today even at a fifth less (about 22:00); at a steady burn it does run out, and it warns.
+    eng = _engine()
+    early = _spend(eng, range(0, 900), per_minute=0.095)  # until 21:00
+    assert forecast(eng, "analytics", START + 900 * 60).before_end_of_day
+    assert not _forecast_alerts(early)
+    late = _forecast_alerts(_spend(eng, range(900, 1050), per_minute=0.095))
+    assert late and "runs out at 23:" in late[0]["title"]
+
+
+def test_a_forecast_pickled_before_the_margin_existed_runs_on():
+    import pickle
+
+    old = BudgetForecast()
+    del old.__dict__["ease"]
+    eng = _engine()
+    eng.extra_detectors = [d if not isinstance(d, BudgetForecast) else pickle.loads(pickle.dumps(old))
+                           for d in eng.extra_detectors]
+    assert _forecast_alerts(_spend(eng, range(0, 260), per_minute=0.25))

@@ -238,3 +238,57 @@ def test_stray_429s_of_a_busy_gateway_are_not_a_storm():
     notes = run(storm)
     assert "RateLimitStorm" in fired(notes)
     assert {n["labels"].get("team") for n in notes if n["category"] == "rate_limit"} >= {"analytics"}
+
+
+def _team_traffic(minutes: int, per_minute: int, start: float, team: str) -> list:
+    return traffic(minutes, per_minute, start=start, team=team, key=f"{team}-svc")
+
+
+def _steady_gateway(minutes: int) -> list:
+    # The biggest team: 60 calls a minute all along, so that the gateway as a whole moves less.
+    return _team_traffic(minutes, 60, T0, "prod_customer")
+
+
+def test_one_team_tripling_pages_although_the_gateway_stays_under_double():
+    # support: 20 calls a minute for 150 min, then 60 for 20 min: the gateway goes ×1.5.
+    events = _steady_gateway(200) + _team_traffic(150, 20, T0, "support")
+    events += _team_traffic(20, 60, T0 + 150 * 60, "support") + _team_traffic(30, 20, T0 + 170 * 60, "support")
+    notes = run(events)
+    assert "TeamTrafficSurge" in fired(notes) and "TrafficSurge" not in fired(notes)
+    pages = [n for n in notes if n["status"] == "firing" and n["severity"] != "info"]
+    assert {n["incident"] for n in pages} == {pages[0]["incident"]}  # the team's and its key's alerts: one page
+    first = pages[0]
+    assert first["category"] == "traffic" and first["severity"] == "warning"
+    assert first["labels"].get("team") == "support"
+    from datetime import datetime
+    at = datetime.fromisoformat(first["at"].replace("Z", "+00:00")).timestamp()
+    assert 0 < at - (T0 + 150 * 60) <= 10 * 60
+    assert [n["status"] for n in notes if n["incident"] == first["incident"]][-1] == "resolved"
+
+
+def _ramp(team: str, start: float, minutes: int, low: int, high: int) -> list:
+    return [e for m in range(minutes)
+            for e in _team_traffic(1, round(low + (high - low) * m / minutes), start + m * 60, team)]
+
+
+@pytest.mark.parametrize("case", ["morning ramp", "small team's burst", "short burst"])
+def test_a_teams_ramp_up_or_burst_is_not_a_surge(case):
+    # The morning ramp: 5 → 15 calls a minute within the hour (the hour before is the baseline, so
+    # the ratio peaks at ×1.7). A small team (3 a minute, 180 calls in the hour) five times busier
+    # for 15 min: under the 300 calls of a baseline. A team tripling for 3 minutes: under `for`.
+    events = _steady_gateway(260)
+    if case == "morning ramp":
+        team, before = "support", _team_traffic(130, 5, T0, "support")
+        events += before + _ramp(team, T0 + 130 * 60, 60, 5, 15) + _team_traffic(70, 15, T0 + 190 * 60, team)
+    elif case == "small team's burst":
+        team = "internal-dev"
+        events += _team_traffic(150, 3, T0, team) + _team_traffic(15, 15, T0 + 150 * 60, team)
+        events += _team_traffic(90, 3, T0 + 165 * 60, team)
+    else:
+        team = "analytics"
+        events += _team_traffic(150, 10, T0, team) + _team_traffic(3, 30, T0 + 150 * 60, team)
+        events += _team_traffic(100, 10, T0 + 153 * 60, team)
+    engine = Engine(Config())
+    assert "TeamTrafficSurge" not in fired(run(events, engine=engine))
+    hour = engine.series[("team", team)].sums[(60, 5)].requests  # the baseline of the last minute judged
+    assert hour >= 300 if case != "small team's burst" else 0 < hour < 300

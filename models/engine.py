@@ -48,6 +48,8 @@ class Engine:
                 specs[dim] |= mine
                 if rule.reads_quantiles():
                     quantiled[dim] |= mine
+                if getattr(rule, "outgrow_gateway", False):  # it reads the gateway's sums of the same spans
+                    specs["gateway"] |= mine
         self.specs = {dim: tuple(sorted(s)) for dim, s in specs.items()}
         self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
         # Sums without histograms (SeriesWindow ``plain``); whoever adds a spec that reads a
@@ -270,10 +272,25 @@ class Engine:
         base = w.sums.get((rule.baseline, rule.window)) if rule.baseline else None
         window = w.sums[(rule.window, 0)]
         reading = rule.read(window, base)
-        if reading is not None and rule.confirm and not rule.confirmed(window, base):
+        if reading is not None and ((rule.confirm and not rule.confirmed(window, base)) or (
+                getattr(rule, "outgrow_gateway", False)  # a rule from a snapshot older than the field
+                and not self._outgrows_gateway(rule, window, base, reading))):
             return Reading(0.0 if rule.op == ">" else float("inf"), reading.volume, reading.count,
                            reading.actual, reading.expected)
         return reading
+
+    def _outgrows_gateway(self, rule: Rule, window: Bucket, base: Bucket | None, reading: Reading) -> bool:
+        """A series' request ratio beats ``threshold`` times that of the rest of the gateway
+        (the gateway without it), when the rest rose: the surge is this series' own."""
+        gateway = self.series.get(("gateway", ""))
+        if gateway is None or base is None:
+            return True
+        rest_now = gateway.sums[(rule.window, 0)].requests - window.requests
+        rest_before = gateway.sums[(rule.baseline, rule.window)].requests - base.requests
+        if rest_before <= 0:
+            return True
+        rest_ratio = (rest_now / rule.window) / (rest_before / rule.baseline)
+        return reading.value > rule.threshold * max(rest_ratio, 1.0)
 
     def _spend_reading(self, rule: Rule, key, now: float) -> Reading | None:
         day = int((now - 1) // 86400)

@@ -12,7 +12,10 @@ labels (gateway-wide) join any compatible incident. The new alert must be relate
 an alert that is firing now, so an incident that lasts all day (a team over its daily
 budget) does not absorb every later, unrelated problem by chaining categories, and
 that alert must have started within ``join_window`` (1 h) of the new one, unless both
-are about the same subject (one team's cost, then its budget).
+are about the same subject (one team's cost, then its budget). A gateway-wide alert links
+a scoped one to an incident about another subject of the same kind (team a's runaway, then
+team b's) only if both started within ``SHARED_ONSET`` (10 min): else the gateway's cost is
+team a's doing, and team b pages on its own.
 
 *Notification log*, in the spirit of Alertmanager's ``nflog``: an incident is sent
 when it opens, when its set of alerts or its severity changes (at most once per
@@ -34,6 +37,9 @@ LEAF_KEYS = ("model", "key")  # ... and shows here
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 SIBLING_WINDOW = 120.0  # seconds: two siblings starting this close together share a cause ...
 SIBLING_CATEGORIES = frozenset({"traffic", "error_rate", "latency"})  # ... where one usually sits upstream
+# A gateway-wide alert ties a new scoped alert to an incident about another subject (team a's
+# runaway, then team b's) only if the two started this close together: one onset, one cause.
+SHARED_ONSET = 600.0
 # (clients, a provider). Not money: two teams' spend is two owners' business.
 
 # Categories that can share one cause. Symmetric; every category is compatible with itself.
@@ -213,15 +219,31 @@ class IncidentManager:
         # settled (its baseline caught up) is still the cause of that team's budget forecast.
         live = self._live_at(inc, alert.started_at)
         horizon = alert.started_at - self.timing.join_window
+        elsewhere = self._about_another(live, labels)
         for a in live:
             if not related(a.category, alert.category):
                 continue
             other = self.enrich(a.labels)
             if not self._agree(other, labels):
                 continue
+            if not other and elsewhere and alert.started_at - a.started_at > SHARED_ONSET:
+                continue  # the gateway-wide alert is that other subject's doing
             if a.started_at >= horizon or any(other.get(k) == v for k, v in labels.items()):
                 return True
         return False
+
+    def _about_another(self, live: list[Alert], labels: dict[str, str]) -> bool:
+        """The incident's live scoped alerts name another value of a dimension ``labels`` names
+        (team support, where the new alert is team analytics's), and none names the same one."""
+        if not labels:
+            return False
+        other = same = False
+        for a in live:
+            for k, v in self.enrich(a.labels).items():
+                if k in labels:
+                    same |= labels[k] == v
+                    other |= labels[k] != v
+        return other and not same
 
     def _sibling(self, inc: Incident, alert: Alert) -> bool:
         """The same detector on two values of one dimension within ``SIBLING_WINDOW`` (two

@@ -53,6 +53,10 @@ class Rule:
     confirm: tuple[str, float] | None = None  # a second metric that must breach too: (metric, threshold)
     summary: str = ""  # "{where} 5xx rate {actual:.1%}": how the title reads
     enabled: bool = True
+    # request_ratio of a team or key: it must also beat ``threshold`` times the rest of the
+    # gateway's own ratio (when that rose), so a surge is this series' own (``Engine._read``).
+    # Last, so that rules pickled in older worker snapshots still load field by field.
+    outgrow_gateway: bool = False
 
     def breached(self, value: float) -> bool:
         return value > self.threshold if self.op == ">" else value < self.threshold
@@ -161,9 +165,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # are burstier than the gateway, so only those with ≥ 300 calls in that hour (5 a minute) and
     # 2 h of history are judged; in the shared scenarios such a series holds at most ×1.6 of its
     # last hour for 6 minutes running (a small team's burst, the morning ramp).
+    # It must also outgrow the rest of the gateway by as much: when every series reads high
+    # at once (all teams' launch, the hour after a gateway outage, whose minutes at zero
+    # deflate every hourly baseline) the gateway's own TrafficSurge speaks, or nothing does.
     Rule("TeamTrafficSurge", "traffic", "warning", (T, K), "request_ratio", ">", 2.0,
          window=5, for_=5, min_volume=50, min_count=300, baseline=60, min_baseline=300, min_age=120,
-         clear=0.7, summary="{where} {actual:.2f} req/s"),
+         clear=0.7, outgrow_gateway=True, summary="{where} {actual:.2f} req/s"),
     Rule("TokensPerHourHigh", "traffic", "info", (G,), "tokens", ">", 1_000_000,
          window=60, for_=0, clear=0.9, summary="gateway {actual:,.0f} tokens in the last hour"),
     # --- availability: the gateway stops answering altogether. Nothing it logs says so (no

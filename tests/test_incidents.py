@@ -223,3 +223,36 @@ def test_siblings_that_start_together_share_an_incident():
     other = alert("CostSpike", "cost", {"team": "support"}, T0 + 30)  # another detector: not a sibling
     im.fire(other, other.started_at)
     assert im.by_alert[other.id] is not im.by_alert[a.id]
+
+
+def test_a_second_teams_runaway_pages_even_while_the_gateway_cost_of_the_first_is_firing():
+    """Team support's runaway pushes the whole gateway's cost up; 55 min later team analytics's
+    cost spikes too. The gateway-wide alert is support's doing: analytics pages on its own. A
+    gateway-wide alert that starts with a team's (one onset) still joins it, and so does the
+    same team's later alert."""
+    im = IncidentManager()
+    im.imply("key", "analytics-svc0", {"team": "analytics"})
+    support = alert("CostSpike", "cost", {"team": "support"}, T0)
+    gateway = alert("CostPerHourDoubled", "cost", {}, T0 + 240)
+    analytics = alert("CostSpike", "cost", {"team": "analytics"}, T0 + 3300)
+    analytics_key = alert("CostSpike", "cost", {"key": "analytics-svc0"}, T0 + 3300)
+    support_budget = alert("TeamBudgetForecast", "budget", {"team": "support"}, T0 + 3400)
+    for a in (support, gateway, analytics, analytics_key, support_budget):
+        im.fire(a, a.started_at)
+    home = im.by_alert[support.id]
+    assert im.by_alert[gateway.id] is home  # one onset: the gateway's cost is support's
+    assert im.by_alert[analytics.id] is not home  # a new page for another team
+    assert im.by_alert[analytics_key.id] is im.by_alert[analytics.id]
+    assert im.by_alert[support_budget.id] is home  # the same subject joins however late
+
+
+def test_a_team_alert_still_joins_a_gateway_wide_outage_of_another_dimension():
+    """A provider outage open for 20 min: a team's error rate rising later is part of it (a team
+    and a provider are different dimensions, and the gateway-wide alert links them)."""
+    im = IncidentManager()
+    provider = alert("ProviderErrorRateCritical", "error_rate", {"provider": "openai"}, T0, "critical")
+    gateway = alert("GatewayHigh5xxRate", "error_rate", {}, T0 + 60, "critical")
+    team = alert("TeamErrorRateHigh", "error_rate", {"team": "support"}, T0 + 1200)
+    for a in (provider, gateway, team):
+        im.fire(a, a.started_at)
+    assert len(im.open) == 1

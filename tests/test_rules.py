@@ -292,3 +292,29 @@ def test_a_teams_ramp_up_or_burst_is_not_a_surge(case):
     assert "TeamTrafficSurge" not in fired(run(events, engine=engine))
     hour = engine.series[("team", team)].sums[(60, 5)].requests  # the baseline of the last minute judged
     assert hour >= 300 if case != "small team's burst" else 0 < hour < 300
+
+
+@pytest.mark.parametrize("case", ["after a gateway outage", "every team at once"])
+def test_a_surge_of_the_whole_gateway_is_not_one_teams(case):
+    """When the gateway comes back after 20 min in which it answered nothing, every hourly
+    baseline is a third low, and clients catching up send ×1.6 for a while: every team reads
+    over ×2. When every team grows ×2.5 at once, each reads ×2.5. Neither is one team's surge:
+    TeamTrafficSurge stays quiet (the gateway's own TrafficSurge pages the second), while a team
+    that outgrows the rest of the gateway still pages (the test above)."""
+    teams = {"prod_customer": 60, "support": 20, "analytics": 15}
+    events = []
+    for team, n in teams.items():
+        events += _team_traffic(150, n, T0, team)
+        if case == "after a gateway outage":
+            events += _team_traffic(15, round(n * 1.6), T0 + 170 * 60, team)
+            events += _team_traffic(60, n, T0 + 185 * 60, team)
+        else:
+            events += _team_traffic(20, round(n * 2.5), T0 + 150 * 60, team)
+            events += _team_traffic(30, n, T0 + 170 * 60, team)
+    events.sort(key=lambda e: e.ts)
+    notes = run(events)
+    assert "TeamTrafficSurge" not in fired(notes)
+    if case == "every team at once":
+        assert "TrafficSurge" in fired(notes)
+    else:
+        assert "GatewayTrafficStopped" in fired(notes)

@@ -273,8 +273,9 @@ def register_windows(engine) -> None:
             engine.series[key] = fresh
 
 
-def attach_models(engine, **options) -> AnomalyModels:
-    """Append the anomaly models (and, with the budget rule on, the budget forecast) to ``engine``."""
+def attach_models(engine, budget_rules=None, **options) -> AnomalyModels:
+    """Append the anomaly models (and, with the budget rule on in ``budget_rules``, default the
+    engine's, the budget forecast) to ``engine``."""
     from models.budget import attach_budget_forecast
 
     register_windows(engine)
@@ -284,5 +285,5 @@ def attach_models(engine, **options) -> AnomalyModels:
     models = AnomalyModels(**opts)
     engine.extra_detectors.append(models)
     if budget:
-        attach_budget_forecast(engine)
+        attach_budget_forecast(engine, budget_rules)
     return models

@@ -24,13 +24,11 @@ def build_engine(config: Config | None = None, no_models: bool = False, no_rules
     if no_rules:
         config = replace(config, rules=())
     engine = Engine(config)
-    models = not no_models and config.anomaly.get("enabled", True)
-    if models:
-        attach_models(engine, budget_forecast=False)  # the forecast comes next, in the same order
+    # The budget forecast is a forecast, not a threshold rule: it runs with --no-rules too (a team
+    # about to run out of budget is news with the rules off), so it is given the configured rules.
+    if not no_models and config.anomaly.get("enabled", True):
+        attach_models(engine, configured)  # attaches the budget forecast too
     else:
         attach_rule_explanations(engine)  # rule alerts still say expected vs actual, and who
-    if not models or config.anomaly.get("budget_forecast", True):
-        # A forecast, not a threshold rule: it runs with --no-rules too (a team about to run out
-        # of budget is news with the rules off).
         attach_budget_forecast(engine, configured)
     return engine

@@ -112,9 +112,8 @@ class _Reader:
     process: multiprocessing.process.BaseProcess
     conn: Connection
     reading: bool = True
-    max_ts: float | None = None  # newest event time it has sent
+    max_ts: float | None = None  # newest event time it has sent (None: nothing yet)
     min_ts: float | None = None
-    reported: bool = False
     events: int = 0
     duplicates: int = 0
     rejected: Counter = field(default_factory=Counter)
@@ -192,7 +191,6 @@ def _receive(reader: _Reader, engine: Engine, meta: dict[int, list[dict]], rejec
         reader.max_ts = max(reader.max_ts or folded["max_ts"], folded["max_ts"])
     if folded["min_ts"] is not None:
         reader.min_ts = min(reader.min_ts or folded["min_ts"], folded["min_ts"])
-    reader.reported = True
     if kept and rejects is not None:
         rejects.write(kept)
     if msg[0] == "end":
@@ -201,14 +199,11 @@ def _receive(reader: _Reader, engine: Engine, meta: dict[int, list[dict]], rejec
 
 
 def _watermark(readers: list[_Reader]) -> float | None:
-    """The oldest newest-event-time over the readers still reading; None until each has reported."""
-    reading = [r for r in readers if r.reading]
-    if any(not r.reported for r in reading):
+    """The oldest newest-event-time over the readers still reading; None until each has sent one."""
+    times = [r.max_ts for r in readers if r.reading]
+    if not times or None in times:
         return None
-    times = [r.max_ts for r in reading if r.max_ts is not None]
-    if len(times) < len(reading):  # a reader has sent nothing with a time yet
-        return None
-    return min(times) if times else None
+    return min(times)
 
 
 def _start(engine: Engine, readers: list[_Reader]) -> None:

@@ -62,8 +62,10 @@ class RejectLog:
     def __init__(self, summary: Summary, out: IO[bytes] | None) -> None:
         self.summary, self.out = summary, out
 
-    def __call__(self, reason: str, path: str, line_no: int, raw: bytes | str, detail: str = "") -> None:
-        self.summary.rejected[reason] += 1
+    def __call__(self, reason: str, path: str, line_no: int, raw: bytes | str, detail: str = "",
+                 count: int = 1) -> None:
+        """``count``: how many events the one kept record stands for (a bucket too late, ``--jobs``)."""
+        self.summary.rejected[reason] += count
         if self.out is not None:
             if isinstance(raw, bytes):
                 raw = raw.decode("utf-8", "replace")
@@ -232,9 +234,8 @@ def replay(
         from gatewatch.parallel import groups_of, replay_parallel
 
         def on_late(msg: dict, n: int) -> None:
-            summary.rejected[TOO_LATE] += n - 1
             on_reject(TOO_LATE, "", 0, f"{n} events of {msg['t']} {'/'.join(msg['k'])}",
-                      f"minute {msg['m'] * STEP:.0f} is before the oldest minute kept ({engine.retention} min)")
+                      f"minute {msg['m'] * STEP:.0f} is before the oldest minute kept ({engine.retention} min)", n)
 
         n, summary.duplicates, rejected, summary.readers_cpu = replay_parallel(
             groups_of(paths, jobs), engine, emit, rejects, on_late, bar.tick if progress else None)

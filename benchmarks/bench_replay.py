@@ -216,8 +216,10 @@ def run_all(scenario_dir: str | None = None, stream_dir: str | None = None, gene
     if generate and not stream_dir:
         log(f"generating the simulator's {generate!r} stream into {work / generate} ...")
         stream_dir = str(_generate(work / generate, generate))
+    from gatewatch.compiled import describe
+
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
-                     "loadavg_start": os.getloadavg(), "python": sys.version.split()[0],
+                     "loadavg_start": os.getloadavg(), "python": sys.version.split()[0], "hot_path": describe(),
                      "with_models": with_models, "jobs": jobs, "throughput": [], "scaling": [], "series": [], "latency": []}
     for name, files, d in _inputs(scenario_dir, stream_dir):
         log(f"throughput: {name} ({len(files)} files, {rounds} interleaved rounds) ...")
@@ -271,7 +273,8 @@ def markdown(res: dict) -> str:
     la0, la1 = res["loadavg_start"], res["loadavg_end"]
     lines = [f"Measured {res['date']} on {res['cpus']} CPUs, Python {res['python']}; load average "
              f"{la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f} at start, {la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} at end "
-             f"(shared machine). Replay {'with' if res['with_models'] else 'without'} the anomaly models.", ""]
+             f"(shared machine). Replay {'with' if res['with_models'] else 'without'} the anomaly models; "
+             f"{res.get('hot_path', 'hot path: not recorded')}.", ""]
     if res["throughput"]:
         lines += ["### Replay throughput vs. gunzip + orjson parse (CPU time, same run, interleaved)", "",
                   "| input | lines | events | parse-only lines/s | replay lines/s | replay events/s "

@@ -316,6 +316,9 @@ async def main(args: argparse.Namespace) -> None:
         broker.stop()
     print(f"\n{len(batches)} raw messages of <= {BATCH} lines, {lines:,} lines, {engine.events:,} counted "
           f"events, {len(want)} notifications; Tansu on the same {os.cpu_count()} cores; {args.rounds} rounds\n")
+    from gatewatch.compiled import describe
+
+    print(describe() + " (the workers run the same install)")
     print(table(rounds, lines))
     med = statistics.median
     print(f"\nmedians over {len(rounds)} rounds: 1 worker / raw consume + parse = "

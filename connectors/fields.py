@@ -55,7 +55,7 @@ def to_epoch(value: object, field: str) -> float | None:
         except ValueError:
             return _number_epoch(value, field) if value else None  # type: ignore[arg-type]
     if kind is float or kind is int:
-        return value / 1000.0 if value > _MS_EPOCH else float(value)  # type: ignore[operator]
+        return value / 1000.0 if value > _MS_EPOCH else float(value)  # type: ignore[operator,arg-type]
     if value is None:
         return None
     raise Rejected("wrong_type", f"{field}: {kind.__name__}")

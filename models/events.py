@@ -44,7 +44,7 @@ SIG_APP_ERROR = "app_error"  # any other line at level ERROR/CRITICAL
 SIG_OTHER = "other"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # __init__ below: compiled (setup.py), a generated one is not
 class Event:
     ts: float  # event time, epoch seconds (UTC)
     kind: str  # REQUEST | LOG | TRACE
@@ -80,6 +80,44 @@ class Event:
     message: str = ""
     lag: float | None = None  # Langfuse ingestion lag, seconds
     value: float | None = None  # METRIC: the sampled value; ``message`` holds the metric name
+
+    def __init__(
+        self, ts: float, kind: str, source: str, provider: str = "", model: str = "", team: str = "",
+        key: str = "", app: str = "", instance: str = "", region: str = "", ok: bool = True,
+        status: int = 0, error_class: str = "", latency: float | None = None, ttft: float | None = None,
+        tokens: int = 0, cost: float = 0.0, cache_hit: bool | None = None, call_type: str = "",
+        budget: float | None = None, team_spend: float | None = None, request_id: str = "",
+        trace_id: str = "", signal: str = "", level: str = "", message: str = "", lag: float | None = None,
+        value: float | None = None,
+    ) -> None:
+        self.ts = ts
+        self.kind = kind
+        self.source = source
+        self.provider = provider
+        self.model = model
+        self.team = team
+        self.key = key
+        self.app = app
+        self.instance = instance
+        self.region = region
+        self.ok = ok
+        self.status = status
+        self.error_class = error_class
+        self.latency = latency
+        self.ttft = ttft
+        self.tokens = tokens
+        self.cost = cost
+        self.cache_hit = cache_hit
+        self.call_type = call_type
+        self.budget = budget
+        self.team_spend = team_spend
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.signal = signal
+        self.level = level
+        self.message = message
+        self.lag = lag
+        self.value = value
 
 
 class Rejected(ValueError):

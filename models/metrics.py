@@ -15,13 +15,20 @@ from typing import Callable
 from models.windows import Bucket, quantile
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, init=False)  # __init__ below: compiled (setup.py), a generated one is not
 class Reading:
     value: float
     volume: float
     count: float
     actual: float
     expected: float | None = None
+
+    def __init__(self, value: float, volume: float, count: float, actual: float,
+                 expected: float | None = None) -> None:
+        self.value, self.volume, self.count, self.actual, self.expected = value, volume, count, actual, expected
+
+    def __reduce__(self) -> tuple:  # compiled, unpickling calls the class: with the fields
+        return (Reading, (self.value, self.volume, self.count, self.actual, self.expected))
 
 
 Metric = Callable[[Bucket, "Bucket | None", int, int], "Reading | None"]
@@ -75,7 +82,9 @@ def cache_hit_rate(w: Bucket, base: Bucket | None, minutes: int, base_minutes: i
 def cache_hit_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
     """Hit rate now over hit rate in the baseline: 0.2 means it fell to a fifth."""
     now = _ratio(w.cache_hits, w.cacheable)
-    before = _ratio(base.cache_hits, base.cacheable) if base else None
+    if base is None:
+        return None
+    before = _ratio(base.cache_hits, base.cacheable)
     if now is None or not before:
         return None
     return Reading(now / before, w.cacheable, base.cacheable, now, before)
@@ -92,8 +101,10 @@ def latency_p95(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int 
 def latency_p95_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
     """p95 now over p95 in the baseline; ``count`` is the baseline's sample size."""
     p = quantile(w.latency, 0.95)
-    b = quantile(base.latency, 0.95) if base else None
-    if p is None or not b:
+    if p is None or base is None:
+        return None
+    b = quantile(base.latency, 0.95)
+    if not b:
         return None
     return Reading(p / b, w.latency_n, base.latency_n, p, b)
 
@@ -101,8 +112,10 @@ def latency_p95_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes
 def latency_p50_ratio(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int = 60) -> Reading | None:
     """Median now over median in the baseline: stable on the few samples of a quiet model."""
     p = quantile(w.latency, 0.5)
-    b = quantile(base.latency, 0.5) if base else None
-    if p is None or not b:
+    if p is None or base is None:
+        return None
+    b = quantile(base.latency, 0.5)
+    if not b:
         return None
     return Reading(p / b, w.latency_n, base.latency_n, p, b)
 

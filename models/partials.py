@@ -105,7 +105,7 @@ class Partials:
         if kind == E.REQUEST:
             leaf = (ev.provider, ev.model, ev.team, ev.key)
             leaf = self.known_leaves.get(leaf) or self.cardinality.leaf(leaf, minute)
-            k = (LEAF, leaf, minute)
+            k: tuple[str, tuple, int] = (LEAF, leaf, minute)
             b = self.buckets.get(k)
             if b is None:
                 b = self.buckets[k] = Bucket()

@@ -18,7 +18,7 @@ per-series state machine is ``inactive → pending → firing → inactive``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 from models.metrics import METRICS, QUANTILE_METRICS, Reading
@@ -58,6 +58,10 @@ class Rule:
     # Last, so that rules pickled in older worker snapshots still load field by field.
     outgrow_gateway: bool = False
 
+    def __reduce__(self) -> tuple:
+        # Compiled (setup.py), a frozen class is not restored attribute by attribute: by its fields.
+        return (Rule, tuple(getattr(self, name) for name in _RULE_FIELDS))
+
     def breached(self, value: float) -> bool:
         return value > self.threshold if self.op == ">" else value < self.threshold
 
@@ -91,6 +95,8 @@ class Rule:
             return False
         return True
 
+
+_RULE_FIELDS = tuple(f.name for f in fields(Rule))
 
 G, P, M, T, K, A, TR, GA = "gateway", "provider", "model", "team", "key", "app", "tracing", "gauge"
 
@@ -229,13 +235,14 @@ class RuleState:
     def step(self, rule: Rule, reading: Reading | None, now: float) -> Transition | None:
         # Firing needs the full guards (volume and count); clearing needs only volume:
         # an error rate back to 0 has no errors to count, and that is the good news.
-        has_volume = reading is not None and reading.volume >= rule.min_volume
-        if has_volume:
+        if reading is not None and reading.volume >= rule.min_volume:
             self.no_data_since = None
             self.last = reading
+        else:
+            reading = None  # no volume: for clearing as for firing, as good as no reading
         if not self.firing:
-            return self._step_idle(rule, reading if has_volume and rule.guarded(reading) else None, now)
-        return self._step_firing(rule, reading if has_volume else None, now)
+            return self._step_idle(rule, reading if reading is not None and rule.guarded(reading) else None, now)
+        return self._step_firing(rule, reading, now)
 
     def _step_idle(self, rule: Rule, r: Reading | None, now: float) -> Transition | None:
         if r is None or not rule.breached(r.value):

@@ -43,7 +43,7 @@ def quantile(hist: dict[int, int], q: float) -> float | None:
     return bin_value(max(hist))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # __init__ below: compiled (setup.py), a generated one is not
 class Bucket:
     """Counters for one series over one minute (or, merged, over a window)."""
 
@@ -76,6 +76,41 @@ class Bucket:
     # sampled gauges (infrastructure, probes)
     gauge_n: int = 0
     gauge_sum: float = 0.0
+
+    def __init__(
+        self, requests: int = 0, errors: int = 0, e5xx: int = 0, e429: int = 0, cacheable: int = 0,
+        cache_hits: int = 0, saved_cost: float = 0.0, cost: float = 0.0, tokens: int = 0,
+        latency: dict[int, int] | None = None, latency_n: int = 0, access: int = 0, access_5xx: int = 0,
+        oom: int = 0, crash: int = 0, clean_exit: int = 0, start: int = 0, proxy_error: int = 0,
+        app_error: int = 0, traces: int = 0, lag: dict[int, int] | None = None, lag_max: float = 0.0,
+        clickhouse_errors: int = 0, ingest_batches: int = 0, gauge_n: int = 0, gauge_sum: float = 0.0,
+    ) -> None:
+        self.requests = requests
+        self.errors = errors
+        self.e5xx = e5xx
+        self.e429 = e429
+        self.cacheable = cacheable
+        self.cache_hits = cache_hits
+        self.saved_cost = saved_cost
+        self.cost = cost
+        self.tokens = tokens
+        self.latency = {} if latency is None else latency
+        self.latency_n = latency_n
+        self.access = access
+        self.access_5xx = access_5xx
+        self.oom = oom
+        self.crash = crash
+        self.clean_exit = clean_exit
+        self.start = start
+        self.proxy_error = proxy_error
+        self.app_error = app_error
+        self.traces = traces
+        self.lag = {} if lag is None else lag
+        self.lag_max = lag_max
+        self.clickhouse_errors = clickhouse_errors
+        self.ingest_batches = ingest_batches
+        self.gauge_n = gauge_n
+        self.gauge_sum = gauge_sum
 
     def merge(self, other: Bucket) -> None:
         _merge_counters(self, other)
@@ -127,17 +162,60 @@ class Bucket:
 _COUNTERS = tuple(f.name for f in fields(Bucket) if f.name not in ("latency", "lag", "lag_max"))
 
 
-def _compile(op: str):
-    """``a.x {op}= b.x`` for every counter, as straight-line code: merging is the hot path
-    of the per-minute roll-up, and a loop of getattr/setattr costs three times as much."""
-    body = "\n".join(f"    a.{n} {op}= b.{n}" for n in _COUNTERS)
-    scope: dict = {}
-    exec(f"def f(a, b):\n{body}\n", scope)  # noqa: S102 - code built from our own field names
-    return scope["f"]
+# ``a.x += b.x`` for every counter, written out: merging is the hot path of the per-minute
+# roll-up, and compiled (setup.py) each line is one native field update; a loop of
+# getattr/setattr would be generic calls, compiled or not. tests/test_windows_counters.py
+# checks that both functions cover every counter of ``Bucket``.
+def _merge_counters(a: Bucket, b: Bucket) -> None:
+    a.requests += b.requests
+    a.errors += b.errors
+    a.e5xx += b.e5xx
+    a.e429 += b.e429
+    a.cacheable += b.cacheable
+    a.cache_hits += b.cache_hits
+    a.saved_cost += b.saved_cost
+    a.cost += b.cost
+    a.tokens += b.tokens
+    a.latency_n += b.latency_n
+    a.access += b.access
+    a.access_5xx += b.access_5xx
+    a.oom += b.oom
+    a.crash += b.crash
+    a.clean_exit += b.clean_exit
+    a.start += b.start
+    a.proxy_error += b.proxy_error
+    a.app_error += b.app_error
+    a.traces += b.traces
+    a.clickhouse_errors += b.clickhouse_errors
+    a.ingest_batches += b.ingest_batches
+    a.gauge_n += b.gauge_n
+    a.gauge_sum += b.gauge_sum
 
 
-_merge_counters = _compile("+")
-_subtract_counters = _compile("-")
+def _subtract_counters(a: Bucket, b: Bucket) -> None:
+    a.requests -= b.requests
+    a.errors -= b.errors
+    a.e5xx -= b.e5xx
+    a.e429 -= b.e429
+    a.cacheable -= b.cacheable
+    a.cache_hits -= b.cache_hits
+    a.saved_cost -= b.saved_cost
+    a.cost -= b.cost
+    a.tokens -= b.tokens
+    a.latency_n -= b.latency_n
+    a.access -= b.access
+    a.access_5xx -= b.access_5xx
+    a.oom -= b.oom
+    a.crash -= b.crash
+    a.clean_exit -= b.clean_exit
+    a.start -= b.start
+    a.proxy_error -= b.proxy_error
+    a.app_error -= b.app_error
+    a.traces -= b.traces
+    a.clickhouse_errors -= b.clickhouse_errors
+    a.ingest_batches -= b.ingest_batches
+    a.gauge_n -= b.gauge_n
+    a.gauge_sum -= b.gauge_sum
 
 
 def _slide(spec: tuple[int, int], s: Bucket, plain: bool) -> tuple:
@@ -145,6 +223,9 @@ def _slide(spec: tuple[int, int], s: Bucket, plain: bool) -> tuple:
     if plain:
         return offset, offset + length, s, Bucket.merge_counters, _subtract_counters
     return offset, offset + length, s, Bucket.merge, Bucket.subtract
+
+
+_WINDOW_SLOTS = ("buckets", "sums", "closed", "first_minute", "horizon", "plain")
 
 
 class SeriesWindow:
@@ -160,9 +241,10 @@ class SeriesWindow:
     which are most of the cost of a merge. Their ``latency`` and ``lag`` stay empty.
     """
 
-    __slots__ = ("buckets", "sums", "closed", "first_minute", "horizon", "plain", "_slides")
+    __slots__ = _WINDOW_SLOTS + ("_slides",)
 
-    def __init__(self, specs: tuple[tuple[int, int], ...], plain: frozenset[tuple[int, int]] = frozenset()) -> None:
+    def __init__(self, specs: tuple[tuple[int, int], ...] = (), plain: frozenset[tuple[int, int]] = frozenset()) -> None:
+        # (``specs`` has a default for unpickling: compiled, the class is created by calling it)
         self.buckets: dict[int, Bucket] = {}
         self.sums: dict[tuple[int, int], Bucket] = {spec: Bucket() for spec in specs}
         self.closed: int | None = None  # last minute folded into the sums
@@ -173,7 +255,7 @@ class SeriesWindow:
         self._slides = tuple(_slide(spec, s, spec in self.plain) for spec, s in self.sums.items())
 
     def __getstate__(self) -> dict:  # snapshots: the slide plan is rebuilt, not pickled
-        return {k: getattr(self, k) for k in self.__slots__ if k != "_slides"}
+        return {k: getattr(self, k) for k in _WINDOW_SLOTS}  # not self.__slots__: compiled, there is none
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():

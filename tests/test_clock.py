@@ -130,9 +130,13 @@ def test_a_gap_of_days_is_crossed_without_closing_every_minute() -> None:
     t0 = 1_787_311_387.0
     for i in range(100):
         engine.process(Event(t0 + i, REQUEST, "litellm", "openai", "gpt-4o", "t", "k"))
-    closed = []
-    original = engine.close_minute
-    engine.close_minute = lambda minute: closed.append(minute) or original(minute)  # type: ignore[method-assign]
+    closed: list[int] = []
+
+    class Closes:  # the hook replay --report uses: called at every minute close
+        def on_minute(self, engine, minute: int) -> None:
+            closed.append(minute)
+
+    engine.recorder = Closes()
     engine.process(Event(t0 + 30 * 86400, REQUEST, "litellm", "openai", "gpt-4o", "t", "k"))
     assert 60 < len(closed) < 400  # the windows drained, then the quiet month skipped
     assert engine.closed_minute == int((t0 + 30 * 86400 - engine.config.lateness) // 60) - 1

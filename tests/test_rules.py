@@ -159,13 +159,17 @@ def test_engine_snapshot_from_before_the_speed_fields_still_runs():
     eng = Engine()
     for ev in traffic(30, 60):
         eng.process(ev)
-    state = dict(eng.__dict__)
+    state = eng.__getstate__()
     del state["plain_specs"], state["volume_gates"]
     for w in state["series"].values():
-        object.__setattr__(w, "plain", frozenset())
-    old = Engine.__new__(Engine)
-    old.__dict__.update(state)
-    restored = pickle.loads(pickle.dumps(old))
+        w.plain = frozenset()
+
+    class OldSnapshot:  # pickles as such an engine: Engine.__new__, then __setstate__ with the old state
+        def __reduce__(self):
+            return (Engine.__new__, (Engine,), state)
+
+    restored = pickle.loads(pickle.dumps(OldSnapshot()))
+    assert type(restored) is Engine
     assert restored.plain_specs == {} and restored.volume_gates == eng.volume_gates
     outage = traffic(15, 60, start=T0 + 1800, fail_every=2)
     notes = [n for ev in outage for n in restored.process(ev)] + restored.finish()

@@ -1,0 +1,61 @@
+"""The hot-path modules ``setup.py`` compiles with mypyc, and how each one runs here.
+
+Compiled or not, they are the same Python source and give the same results
+(``tests/test_compiled.py``); compiled, replay and ingest take about a quarter less CPU
+(``benchmarks/RESULTS.md``). This file is read by ``setup.py`` (without importing the
+package), so it imports nothing at module level beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+# Paths from the project root: the parsers, the events, the per-minute fold and windows, the
+# merge by event time, the metrics and rules read each minute: the per-line and per-minute work
+# of replay and of the worker.
+SOURCES = (
+    "models/events.py",
+    "models/windows.py",
+    "models/partials.py",
+    "models/cardinality.py",
+    "models/clock.py",
+    "models/metrics.py",
+    "models/rules.py",
+    "connectors/fields.py",
+    "connectors/litellm.py",
+    "connectors/fly.py",
+    "connectors/langfuse.py",
+    "connectors/formats.py",
+    "gatewatch/merge.py",
+)
+
+COMPILED, PLAIN, STALE = "compiled", "plain", "stale"
+
+
+def status() -> dict[str, str]:
+    """Module name → ``compiled``, ``plain`` (the .py runs), or ``stale``: compiled, but its
+    source changed since (a source checkout edited after ``pip install -e .``; the old code runs)."""
+    out = {}
+    for path in SOURCES:
+        name = path[:-3].replace("/", ".")
+        file = importlib.import_module(name).__file__ or ""
+        if file.endswith(".py"):
+            out[name] = PLAIN
+            continue
+        source = os.path.join(os.path.dirname(file), os.path.basename(path))
+        newer = os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(file)
+        out[name] = STALE if newer else COMPILED
+    return out
+
+
+def describe() -> str:
+    """One line for benchmark output: ``hot path: compiled (12 of 12 modules)``."""
+    states = status()
+    done = sum(s == COMPILED for s in states.values())
+    if done == len(states):
+        return f"hot path: compiled with mypyc ({done} of {done} modules)"
+    if done == 0 and STALE not in states.values():
+        return "hot path: plain Python (not compiled)"
+    odd = ", ".join(f"{name} {s}" for name, s in states.items() if s != COMPILED)
+    return f"hot path: {done} of {len(states)} modules compiled ({odd})"

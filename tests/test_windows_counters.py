@@ -1,0 +1,39 @@
+"""``Bucket``'s counters are merged and subtracted by written-out functions (models/windows.py,
+compiled by setup.py): a counter added to ``Bucket`` and forgotten there would silently stay 0
+in every window sum."""
+
+from __future__ import annotations
+
+import pickle
+
+from models.windows import _COUNTERS, Bucket, SeriesWindow
+
+
+def test_merge_and_subtract_cover_every_counter() -> None:
+    one = Bucket(**{name: i + 1 for i, name in enumerate(_COUNTERS)}, latency={3: 2}, lag={5: 1}, lag_max=4.0)
+    total = Bucket()
+    total.merge(one)
+    total.merge(one)
+    assert [getattr(total, name) for name in _COUNTERS] == [2 * (i + 1) for i in range(len(_COUNTERS))]
+    assert (total.latency, total.lag, total.lag_max) == ({3: 4}, {5: 2}, 4.0)
+    total.subtract(one)
+    assert total == Bucket(**{name: i + 1 for i, name in enumerate(_COUNTERS)}, latency={3: 2}, lag={5: 1},
+                           lag_max=4.0)
+    plain = Bucket()
+    plain.merge_counters(one)
+    assert [getattr(plain, name) for name in _COUNTERS] == [i + 1 for i in range(len(_COUNTERS))]
+    assert (plain.latency, plain.lag) == ({}, {})  # the histograms are left out
+
+
+def test_buckets_do_not_share_histograms_and_survive_pickle() -> None:
+    a, b = Bucket(), Bucket()
+    a.latency[1] = 1
+    assert b.latency == {} and Bucket.from_dict(a.to_dict()) == a
+    w = SeriesWindow(((5, 0), (60, 5)), frozenset({(60, 5)}))
+    bucket, late = w.bucket_for(10)
+    bucket.merge(Bucket(requests=3, latency={2: 3}))
+    w.close(10)
+    copy = pickle.loads(pickle.dumps(w))
+    assert copy.sums == w.sums and copy.buckets == w.buckets and copy.closed == 10 and not late
+    copy.close(11)  # the slide plan is rebuilt after a restore
+    assert copy.sums[(5, 0)].requests == 3

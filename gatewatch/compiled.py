@@ -22,6 +22,7 @@ SOURCES = (
     "models/clock.py",
     "models/metrics.py",
     "models/rules.py",
+    "models/engine.py",
     "connectors/fields.py",
     "connectors/litellm.py",
     "connectors/fly.py",

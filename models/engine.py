@@ -13,6 +13,7 @@ Nothing here reads the clock: time is the events' own.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from models import events as E
 from models.cardinality import OVERFLOW, Cardinality, FloodWatch
@@ -34,7 +35,7 @@ def series_labels(dim: str, value: str) -> dict[str, str]:
 class Engine:
     # replay --report: an object with .on_minute(engine, minute). A class attribute, so that
     # snapshots pickled before it existed restore with it off.
-    recorder = None
+    recorder: Any = None
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
@@ -59,7 +60,7 @@ class Engine:
         self.series: dict[tuple[str, str], SeriesWindow] = {}
         self.states: dict[tuple[str, tuple[str, str]], RuleState] = {}
         self.incidents = IncidentManager(self.config.timing)
-        self.spend = defaultdict(float)  # (day, team) -> USD from the records
+        self.spend: defaultdict[tuple[int, str], float] = defaultdict(float)  # (day, team) -> USD from the records
         self.reported_spend: dict[tuple[int, str], float] = {}  # (day, team) -> the gateway's own figure
         self.reported_budget: dict[str, float] = {}
         cap, idle = self.config.cardinality
@@ -71,10 +72,16 @@ class Engine:
         # objects with .on_minute(engine, minute): the flood watch, anomaly models, budget forecast
         self.extra_detectors: list = [FloodWatch(cap, idle)]
 
+    def __getstate__(self) -> dict:
+        # Compiled (setup.py), an engine has no __dict__: its attributes are listed on the class.
+        names = getattr(type(self), "__mypyc_attrs__", None) or list(vars(self))
+        return {name: getattr(self, name) for name in names if hasattr(self, name) and name != "recorder"}
+
     def __setstate__(self, state: dict) -> None:
         """Snapshots of engines from before ``plain_specs``/``volume_gates`` load with them filled
         in (no plain sums: every new window keeps its histograms, as it did then)."""
-        self.__dict__.update(state)
+        for name, value in state.items():
+            setattr(self, name, value)
         if "volume_gates" not in state:
             self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
         if "plain_specs" not in state:
@@ -84,17 +91,18 @@ class Engine:
     def process(self, ev: E.Event) -> list[dict]:
         ts = ev.ts
         out: list[dict] = []
-        max_ts = self.max_ts
-        if max_ts is None:
+        max_ts, closed = self.max_ts, self.closed_minute
+        if max_ts is None or closed is None:
             out = self.advance(ts)
         elif ts > max_ts:
             # advance() only when the watermark minute moves; otherwise just move event time
             # (the same expression advance() computes, so minutes close at the same events).
-            if int((ts - self.config.lateness) // STEP) - 1 > self.closed_minute:
+            if int((ts - self.config.lateness) // STEP) - 1 > closed:
                 out = self.advance(ts)
             else:
                 self.max_ts = ts
         closed = self.closed_minute
+        assert closed is not None  # set by the first advance()
         if ts < (closed - self.retention + 1) * STEP:
             self.late_dropped += 1
             return out
@@ -130,19 +138,21 @@ class Engine:
 
     def advance(self, ts: float) -> list[dict]:
         """Move event time to ``ts``; close every minute the watermark has passed."""
-        if self.max_ts is None:
+        closed = self.closed_minute
+        if self.max_ts is None or closed is None:
             self.max_ts = ts
             self.closed_minute = int((ts - self.config.lateness) // STEP) - 1
             return []
-        self.max_ts = max(self.max_ts, ts)
-        last = int((self.max_ts - self.config.lateness) // STEP) - 1
+        self.max_ts = max_ts = max(self.max_ts, ts)
+        last = int((max_ts - self.config.lateness) // STEP) - 1
         out: list[dict] = []
-        while self.closed_minute < last:
-            if last - self.closed_minute > 60 and self.closed_minute % 15 == 0 and self._quiet():
+        while closed < last:
+            if last - closed > 60 and closed % 15 == 0 and self._quiet():
                 # A gap in event time (a quiet night, a clock jump): once every window is empty and
                 # no rule is pending or firing, the minutes in between have nothing to judge.
-                self.closed_minute = last - 1
-            out.extend(self.close_minute(self.closed_minute + 1))
+                closed = self.closed_minute = last - 1
+            closed += 1
+            out.extend(self.close_minute(closed))  # which sets closed_minute to it
         return out
 
     def advance_with_meta(self, wm: float, meta: dict[int, list[dict]]) -> list[dict]:
@@ -152,7 +162,9 @@ class Engine:
         out: list[dict] = []
         lateness = self.config.lateness
         for key in sorted(k for k in meta if k <= int((wm - lateness) // STEP) - 1):
-            if key - 1 > self.closed_minute:  # close the minutes before it first
+            closed = self.closed_minute
+            assert closed is not None  # partials come after the engine's first advance()
+            if key - 1 > closed:  # close the minutes before it first
                 out.extend(self.advance(key * STEP + lateness))
             self.apply_partials(meta.pop(key))
         out.extend(self.advance(wm))
@@ -309,6 +321,7 @@ class Engine:
 
     def _alert(self, rule: Rule, key, state: RuleState, alert_id: str) -> Alert:
         r = state.last
+        assert r is not None and state.pending_since is not None  # a firing state has read a value
         labels = series_labels(*key)
         baseline = _baseline(state, r)
         title = rule.summary.format(where=where(labels), actual=r.actual) if rule.summary else rule.name

@@ -12,8 +12,8 @@ import importlib
 import os
 
 # Paths from the project root: the parsers, the events, the per-minute fold and windows, the
-# merge by event time, the metrics and rules read each minute: the per-line and per-minute work
-# of replay and of the worker.
+# merge by event time, the metrics, rules and engine of each minute, and the online detector the
+# anomaly models run per series: the per-line and per-minute work of replay and of the worker.
 SOURCES = (
     "models/events.py",
     "models/windows.py",
@@ -23,6 +23,7 @@ SOURCES = (
     "models/metrics.py",
     "models/rules.py",
     "models/engine.py",
+    "models/univariate.py",
     "connectors/fields.py",
     "connectors/litellm.py",
     "connectors/fly.py",

@@ -67,6 +67,7 @@ from __future__ import annotations
 import math
 from array import array
 from datetime import datetime, timezone
+from typing import ClassVar
 
 __all__ = ["UnivariateDetector"]
 
@@ -112,6 +113,16 @@ def _clip(r: float, bound: float) -> float:
     return max(-bound, min(bound, r))
 
 
+# The detector's attributes: its slots and its pickled state (a compiled class, setup.py, has no
+# ``__slots__`` to read back).
+_STATE = ("warmup", "clip", "zcap", "sd_floor", "protect", "max_protect", "cap_slack",
+          "cap_routine", "seed", "a_fast", "a_slow", "a_mad", "a_season", "a_long", "a_shift",
+          "peak_decay", "hold_decay", "n", "last_t", "step", "fast", "fast_mad", "slow",
+          "slow_mad", "shift", "season", "season_mad", "long_mean", "long_var", "cap_rate",
+          "peak", "held", "protect_run", "refractory", "escalate", "since_alarm", "alarm",
+          "record_bits", "record_tol", "record_after", "lo", "hi", "since_record")
+
+
 class UnivariateDetector:
     """Online anomaly detector for one numeric series (see the module docstring).
 
@@ -125,15 +136,10 @@ class UnivariateDetector:
     """
 
     # 3: daily + weekly profiles, shift channel, score hold; 4: refractory period; 5: record evidence
-    VERSION = 5
+    VERSION: ClassVar[int] = 5
 
     # slots, and float arrays rather than lists: ~1.5 KB in memory per detector
-    __slots__ = ("warmup", "clip", "zcap", "sd_floor", "protect", "max_protect", "cap_slack",
-                 "cap_routine", "seed", "a_fast", "a_slow", "a_mad", "a_season", "a_long", "a_shift",
-                 "peak_decay", "hold_decay", "n", "last_t", "step", "fast", "fast_mad", "slow",
-                 "slow_mad", "shift", "season", "season_mad", "long_mean", "long_var", "cap_rate",
-                 "peak", "held", "protect_run", "refractory", "escalate", "since_alarm", "alarm",
-                 "record_bits", "record_tol", "record_after", "lo", "hi", "since_record")
+    __slots__ = _STATE
 
     def __init__(
         self,
@@ -174,7 +180,9 @@ class UnivariateDetector:
         self.refractory, self.escalate = refractory, escalate
         self.since_alarm, self.alarm = refractory, 0.0  # points since the last flagged alarm, its score
         self.hold_decay = 0.5 ** (1.0 / hold_halflife)
-        self.n, self.last_t, self.step = 0, None, None
+        self.n = 0
+        self.last_t: float | None = None
+        self.step: float | None = None
         self.fast = self.fast_mad = self.slow = self.slow_mad = self.shift = 0.0
         # NaN = slot not seen yet; 8 bytes a slot instead of a 32-byte float object
         self.season = array("d", [math.nan]) * _ALL_SLOTS
@@ -251,8 +259,9 @@ class UnivariateDetector:
         ts = _epoch(t)
         if ts is None or self.step is None:
             return None
-        if isinstance(t, datetime) and t.utcoffset():
-            ts += t.utcoffset().total_seconds()  # local hour of day and day of week
+        offset = t.utcoffset() if isinstance(t, datetime) else None
+        if offset:
+            ts += offset.total_seconds()  # local hour of day and day of week
         return [first + int((ts + _EPOCH_MONDAY) % period // slot) if self.step <= slot else None
                 for first, (period, slot) in zip(_FIRST_SLOT, _SEASONS)]
 
@@ -368,7 +377,7 @@ class UnivariateDetector:
     # -- persistence -------------------------------------------------------------------
 
     def __getstate__(self) -> dict:
-        return {**{k: getattr(self, k) for k in self.__slots__}, "version": self.VERSION}
+        return {**{k: getattr(self, k) for k in _STATE}, "version": self.VERSION}
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)

@@ -75,7 +75,7 @@ class Engine:
     def __getstate__(self) -> dict:
         # Compiled (setup.py), an engine has no __dict__: its attributes are listed on the class.
         names = getattr(type(self), "__mypyc_attrs__", None) or list(vars(self))
-        return {name: getattr(self, name) for name in names if hasattr(self, name) and name != "recorder"}
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
 
     def __setstate__(self, state: dict) -> None:
         """Snapshots of engines from before ``plain_specs``/``volume_gates`` load with them filled

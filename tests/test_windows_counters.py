@@ -37,3 +37,18 @@ def test_buckets_do_not_share_histograms_and_survive_pickle() -> None:
     assert copy.sums == w.sums and copy.buckets == w.buckets and copy.closed == 10 and not late
     copy.close(11)  # the slide plan is rebuilt after a restore
     assert copy.sums[(5, 0)].requests == 3
+
+
+def test_written_out_inits_keep_the_declared_defaults() -> None:
+    """``Event``, ``Bucket`` and ``Reading`` have a written-out ``__init__`` (compiled, a dataclass's
+    generated one would run interpreted): its defaults must stay those the fields declare."""
+    import dataclasses
+
+    from models.events import Event
+    from models.metrics import Reading
+
+    for cls, required in ((Event, (1.0, "request", "litellm")), (Bucket, ()), (Reading, (1.0, 2.0, 3.0, 4.0))):
+        made = cls(*required)
+        for f in dataclasses.fields(cls)[len(required):]:
+            declared = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            assert getattr(made, f.name) == declared, (cls.__name__, f.name)

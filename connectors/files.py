@@ -27,6 +27,7 @@ from typing import IO, Any, NamedTuple, Union
 
 import orjson
 
+from connectors.errors import UnreadableFile
 from connectors.formats import parse_one, records
 from models.events import Event, Rejected
 
@@ -52,10 +53,6 @@ class Reject(NamedTuple):
 
 
 Item = Union[list[Event], Reject]
-
-
-class UnreadableFile(OSError):
-    """The file is missing, a directory, or not readable."""
 
 
 def open_input(path: str | os.PathLike[str]) -> IO[bytes]:

@@ -118,14 +118,14 @@ def _parse_fly_api_item(obj: dict[str, Any]) -> Event:
 
 def _check_labels(event: Event) -> None:
     # Labels become dict keys downstream: a list or an object there would crash an aggregator.
-    # str.join raises TypeError on any non-string, and is the cheapest check of the thirteen.
-    try:
-        "".join((event.provider, event.model, event.team, event.key, event.app, event.instance,
-                 event.region, event.error_class, event.call_type, event.request_id, event.trace_id,
-                 event.level, event.message))
-    except TypeError:
+    # (Compiled, ``Event`` itself refuses a non-string there; plain Python, this is the check.)
+    if not (type(event.provider) is str and type(event.model) is str and type(event.team) is str
+            and type(event.key) is str and type(event.app) is str and type(event.instance) is str
+            and type(event.region) is str and type(event.error_class) is str and type(event.call_type) is str
+            and type(event.request_id) is str and type(event.trace_id) is str and type(event.level) is str
+            and type(event.message) is str):
         raise Rejected("wrong_type", "a label or id field (provider, model, team, key, request_id, ...) "
-                                     "is not a string") from None
+                                     "is not a string")
     _check_numbers(event)
 
 

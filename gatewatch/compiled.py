@@ -30,7 +30,9 @@ SOURCES = (
     "connectors/fly.py",
     "connectors/langfuse.py",
     "connectors/formats.py",
+    "connectors/files.py",
     "gatewatch/merge.py",
+    "gatewatch/replay.py",
 )
 
 COMPILED, PLAIN, STALE = "compiled", "plain", "stale"

@@ -83,7 +83,7 @@ def file_chunks(path: str, on_reject: RejectLog, size: int = 2048) -> Iterator[l
     chunk: list[Event] = []
     clock: SourceClock[Event] = SourceClock()
     for item in iter_file(path):
-        if type(item) is list:
+        if isinstance(item, list):
             for ev in item:
                 ts = ev.ts
                 if clock.pending or ts > clock.limit:  # held or far ahead: let the clock judge
@@ -93,7 +93,8 @@ def file_chunks(path: str, on_reject: RejectLog, size: int = 2048) -> Iterator[l
                         else:
                             _future(on_reject, path, held, clock)
                     continue
-                if ts > clock.newest:  # the clock's own bookkeeping, inlined (the hot path)
+                newest = clock.newest  # set: ts <= limit, which is finite once an event was admitted
+                if newest is None or ts > newest:  # the clock's own bookkeeping, inlined (the hot path)
                     clock.newest, clock.limit = ts, ts + clock.max_ahead
                 chunk.append(ev)
             if len(chunk) >= size:
@@ -132,15 +133,18 @@ class Pacer:
     """``--speed N``: play N seconds of log time per wall-clock second."""
 
     def __init__(self, speed: float | None) -> None:
-        self.speed, self.t0, self.log0 = speed, None, None
+        self.speed = speed
+        self.t0: float | None = None
+        self.log0: float | None = None
 
     def wait(self, ts: float) -> None:
         if not self.speed:
             return
-        if self.t0 is None:
+        t0, log0 = self.t0, self.log0
+        if t0 is None or log0 is None:
             self.t0, self.log0 = time.monotonic(), ts
             return
-        ahead = (ts - self.log0) / self.speed - (time.monotonic() - self.t0)
+        ahead = (ts - log0) / self.speed - (time.monotonic() - t0)
         if ahead > 0.005:
             time.sleep(ahead)
 
@@ -171,7 +175,8 @@ class NotificationTap:
     ``out`` when given one (the report reads them back; ``tune`` scores them)."""
 
     def __init__(self, out: IO[bytes] | None = None) -> None:
-        self.out, self.lines = out, []
+        self.out = out
+        self.lines: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         self.lines.append(data)

@@ -19,7 +19,7 @@ from models import events as E
 from models.cardinality import OVERFLOW, Cardinality, FloodWatch
 from models.config import Config
 from models.incidents import Alert, IncidentManager
-from models.metrics import VOLUME_FIELD, Reading
+from models.metrics import BASELINE, COUNT_FIELD, VOLUME_FIELD, Reading
 from models.notifications import fmt_value, where
 from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
@@ -52,7 +52,7 @@ class Engine:
                 if getattr(rule, "outgrow_gateway", False):  # it reads the gateway's sums of the same spans
                     specs["gateway"] |= mine
         self.specs = {dim: tuple(sorted(s)) for dim, s in specs.items()}
-        self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
+        self.gates = {rule.name: _gates(rule) for rule in self.config.rules}
         # Sums without histograms (SeriesWindow ``plain``); whoever adds a spec that reads a
         # quantile (the anomaly models) removes it from here.
         self.plain_specs = {dim: frozenset(s - quantiled[dim]) for dim, s in specs.items()}
@@ -78,12 +78,13 @@ class Engine:
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
 
     def __setstate__(self, state: dict) -> None:
-        """Snapshots of engines from before ``plain_specs``/``volume_gates`` load with them filled
-        in (no plain sums: every new window keeps its histograms, as it did then)."""
+        """Snapshots of engines from before ``plain_specs`` load with it filled in (no plain
+        sums: every new window keeps its histograms, as it did then). The rules' gates are
+        derived from the rules, so they are rebuilt (older snapshots kept ``volume_gates``)."""
         for name, value in state.items():
-            setattr(self, name, value)
-        if "volume_gates" not in state:
-            self.volume_gates = {rule.name: _volume_gate(rule) for rule in self.config.rules}
+            if name != "volume_gates":
+                setattr(self, name, value)
+        self.gates = {rule.name: _gates(rule) for rule in self.config.rules}
         if "plain_specs" not in state:
             self.plain_specs = {}
 
@@ -234,7 +235,7 @@ class Engine:
     def close_minute(self, minute: int) -> list[dict]:
         now = (minute + 1) * STEP
         self._absorb(self.acc.pop_through(minute))
-        states, gates = self.states, self.volume_gates
+        states, gates = self.states, self.gates
         for key, w in list(self.series.items()):
             rules = self.rules_by_dim.get(key[0], ())
             if w.idle():
@@ -245,8 +246,7 @@ class Engine:
             for rule in rules:
                 if rule.series and rule.series != key[1]:
                     continue
-                gate = gates.get(rule.name)
-                if gate is not None and getattr(sums[gate[0]], gate[1]) < gate[2] and (rule.name, key) not in states:
+                if (rule.name, key) not in states and not _open(gates.get(rule.name, ()), sums):
                     continue  # too thin to be judged, and nothing pending or firing: it cannot change
                 self._judge(rule, key, w, minute, now)
         for det in self.extra_detectors:
@@ -333,12 +333,31 @@ class Engine:
         )
 
 
-def _volume_gate(rule: Rule) -> tuple[tuple[int, int], str, float] | None:
-    """(window spec, counter, minimum) when the rule's volume guard is one counter of its window."""
+Gate = tuple[tuple[int, int], str, float]  # (window spec, counter, minimum)
+
+
+def _gates(rule: Rule) -> tuple[Gate, ...]:
+    """The rule's volume and count guards that are one counter of a sum: a series whose sums
+    fail one of them cannot start an alert, so the rule is not read there at all."""
+    gates: list[Gate] = []
     field = VOLUME_FIELD.get(rule.metric)
-    if field is None or rule.min_volume <= 0:
-        return None
-    return (rule.window, 0), field, rule.min_volume
+    if field is not None and rule.min_volume > 0:
+        gates.append(((rule.window, 0), field, rule.min_volume))
+    counted = COUNT_FIELD.get(rule.metric)
+    if counted is not None and rule.min_count > 0:
+        which, field = counted
+        if which != BASELINE:
+            gates.append(((rule.window, 0), field, rule.min_count))
+        elif rule.baseline:  # without a baseline the metric reads nothing anyway
+            gates.append(((rule.baseline, rule.window), field, rule.min_count))
+    return tuple(gates)
+
+
+def _open(gates: tuple[Gate, ...], sums: dict[tuple[int, int], Bucket]) -> bool:
+    for spec, field, minimum in gates:
+        if getattr(sums[spec], field) < minimum:
+            return False
+    return True
 
 
 def _log_count(b: Bucket) -> int:

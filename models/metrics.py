@@ -243,3 +243,19 @@ VOLUME_FIELD: dict[str, str] = {
     "latency_p95_ratio": "latency_n", "latency_p50_ratio": "latency_n", "ingestion_lag_p95": "traces",
     "gauge_mean": "gauge_n",
 }
+
+# The counter each metric reports as its ``Reading.count`` (what minimum-count guards compare),
+# for the metrics where it is one counter of the window or of the baseline: with the volume
+# gate above, the engine skips a rule whose guard cannot be met without computing the reading.
+# tests/test_rules.py checks every entry against the metric itself.
+WINDOW, BASELINE = "window", "baseline"
+COUNT_FIELD: dict[str, tuple[str, str]] = {
+    "5xx_rate": (WINDOW, "e5xx"), "error_rate": (WINDOW, "errors"), "rate_limited": (WINDOW, "e429"),
+    "rate_limited_share": (WINDOW, "e429"), "cache_hit_ratio": (BASELINE, "cacheable"),
+    "latency_p95": (WINDOW, "latency_n"), "latency_p95_ratio": (BASELINE, "latency_n"),
+    "latency_p50_ratio": (BASELINE, "latency_n"), "requests_per_second": (WINDOW, "requests"),
+    "request_ratio": (BASELINE, "requests"), "tokens": (WINDOW, "tokens"), "oom": (WINDOW, "oom"),
+    "proxy_errors": (WINDOW, "proxy_error"), "access_5xx": (WINDOW, "access_5xx"),
+    "clickhouse_errors": (WINDOW, "clickhouse_errors"), "ingestion_lag_p95": (WINDOW, "traces"),
+    "trace_coverage": (BASELINE, "traces"), "gauge_mean": (WINDOW, "gauge_n"),
+}

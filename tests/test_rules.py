@@ -125,11 +125,12 @@ def test_late_events_land_in_their_minute():
 
 
 def test_volume_field_is_the_metric_volume():
-    """The engine skips a rule whose window is under its volume guard by reading one counter
-    (``metrics.VOLUME_FIELD``) instead of the metric: that counter must be the metric's volume."""
+    """The engine skips a rule whose sums are under its volume or count guard by reading one
+    counter (``metrics.VOLUME_FIELD``, ``COUNT_FIELD``) instead of the metric: that counter must
+    be the metric's volume, or its count."""
     import random
 
-    from models.metrics import METRICS, VOLUME_FIELD
+    from models.metrics import COUNT_FIELD, METRICS, VOLUME_FIELD, WINDOW
     from models.windows import Bucket
 
     rng = random.Random(7)
@@ -148,11 +149,16 @@ def test_volume_field_is_the_metric_volume():
             if r is not None:
                 assert r.volume == getattr(w, field), name
                 checked += 1
-    assert checked > 1000
+        for name, (which, field) in COUNT_FIELD.items():
+            r = METRICS[name](w, base, 5, 60)
+            if r is not None:
+                assert r.count == getattr(w if which == WINDOW else base, field), name
+                checked += 1
+    assert checked > 2000
 
 
 def test_engine_snapshot_from_before_the_speed_fields_still_runs():
-    """A worker snapshot pickled before ``Engine.plain_specs``/``volume_gates`` (and
+    """A worker snapshot pickled before ``Engine.plain_specs`` and with the old ``volume_gates`` (and
     ``SeriesWindow.plain``) existed must restore and keep detecting."""
     import pickle
 
@@ -160,7 +166,8 @@ def test_engine_snapshot_from_before_the_speed_fields_still_runs():
     for ev in traffic(30, 60):
         eng.process(ev)
     state = eng.__getstate__()
-    del state["plain_specs"], state["volume_gates"]
+    del state["plain_specs"], state["gates"]
+    state["volume_gates"] = {"GatewayErrorRateCritical": ((2, 0), "requests", 20.0)}  # the old form
     for w in state["series"].values():
         w.plain = frozenset()
 
@@ -170,7 +177,7 @@ def test_engine_snapshot_from_before_the_speed_fields_still_runs():
 
     restored = pickle.loads(pickle.dumps(OldSnapshot()))
     assert type(restored) is Engine
-    assert restored.plain_specs == {} and restored.volume_gates == eng.volume_gates
+    assert restored.plain_specs == {} and restored.gates == eng.gates
     outage = traffic(15, 60, start=T0 + 1800, fail_every=2)
     notes = [n for ev in outage for n in restored.process(ev)] + restored.finish()
     assert "GatewayErrorRateCritical" in fired(notes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
+from typing import Final
 
 from models.events import Event, Rejected
 
@@ -30,7 +31,7 @@ if tuple(field.name for field in fields(Event))[: len(EVENT_ORDER)] != EVENT_ORD
     raise ImportError("models.events.Event changed its field order: update the Event(...) calls in connectors/")
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
-_MS_EPOCH = 1e11  # a number above this is epoch milliseconds (1e11 s is the year 5138)
+_MS_EPOCH: Final = 1e11  # a number above this is epoch milliseconds (1e11 s is the year 5138)
 _fromisoformat = datetime.fromisoformat
 
 

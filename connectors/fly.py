@@ -17,7 +17,7 @@ proxy's "could not find a good candidate", the Langfuse worker's ClickHouse erro
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -41,20 +41,23 @@ from models.events import (
 __all__ = ["classify_line", "parse_flyctl", "parse_nats", "text_signal"]
 
 _EMPTY: dict[str, Any] = {}
-_ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
-_EXIT_CODE = re.compile(r"exited with exit code (-?\d+)")
+_ERROR_LEVELS: Final = frozenset({"error", "critical", "fatal"})
+_EXIT_CODE: Final = re.compile(r"exited with exit code (-?\d+)")
 # Signals that mean something is wrong; the rest (access lines aside) are ok.
-_BAD_SIGNALS = frozenset({SIG_OOM, SIG_CRASH, SIG_PROXY_ERROR, SIG_CLICKHOUSE_ERROR, SIG_APP_ERROR})
+_BAD_SIGNALS: Final = frozenset({SIG_OOM, SIG_CRASH, SIG_PROXY_ERROR, SIG_CLICKHOUSE_ERROR, SIG_APP_ERROR})
 
 
 def parse_nats(obj: dict[str, Any]) -> Event:
     """A Fly NATS log-stream message (SOURCES.md §3a) → a ``log`` event."""
-    fly = obj.get("fly") or _EMPTY
-    app = fly.get("app") or _EMPTY
+    # Typed, so that compiled (setup.py) their lookups are dict lookups, not method calls.
+    fly: dict[str, Any] = obj.get("fly") or _EMPTY
+    app: dict[str, Any] = fly.get("app") or _EMPTY
+    event: dict[str, Any] = obj.get("event") or _EMPTY
+    log: dict[str, Any] = obj.get("log") or _EMPTY
     return classify_line(
         obj.get("message") or "",
-        (obj.get("event") or _EMPTY).get("provider") or "",
-        (obj.get("log") or _EMPTY).get("level") or "",
+        event.get("provider") or "",
+        log.get("level") or "",
         _timestamp(obj),
         "fly",
         app.get("name") or "",
@@ -65,10 +68,11 @@ def parse_nats(obj: dict[str, Any]) -> Event:
 
 def parse_flyctl(obj: dict[str, Any]) -> Event:
     """One ``flyctl logs --json`` object (SOURCES.md §3b) → a ``log`` event (``app`` is unknown)."""
-    meta = obj.get("meta") or _EMPTY
+    meta: dict[str, Any] = obj.get("meta") or _EMPTY
+    event: dict[str, Any] = meta.get("Event") or _EMPTY
     return classify_line(
         obj.get("message") or "",
-        (meta.get("Event") or _EMPTY).get("Provider") or "",
+        event.get("Provider") or "",
         obj.get("level") or "",
         _timestamp(obj),
         "flyctl",

@@ -11,7 +11,7 @@ Event time is ``createdAt``, when Langfuse stored the record; ``lag`` is how lat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from connectors.fields import number, to_epoch
 from connectors.litellm import MESSAGE_CHARS, error_class_in
@@ -21,7 +21,7 @@ from models.redaction import redact
 __all__ = ["parse_observation", "parse_trace"]
 
 _EMPTY: dict[str, Any] = {}
-_KEY_PREFIX = "litellm:"  # generation name LiteLLM gives: "litellm:<key alias>" (8 characters)
+_KEY_PREFIX: Final = "litellm:"  # generation name LiteLLM gives: "litellm:<key alias>" (8 characters)
 
 
 def parse_observation(obj: dict[str, Any]) -> Event:
@@ -75,7 +75,7 @@ def parse_trace(obj: dict[str, Any]) -> Event:
 
 def _tokens(obj: dict[str, Any]) -> int:
     # usageDetails.total first: the legacy totals sum every key containing "input" (SOURCES.md §2b).
-    usage = obj.get("usageDetails") or _EMPTY
+    usage: dict[str, Any] = obj.get("usageDetails") or _EMPTY
     total = usage.get("total")
     if total is None:
         total = obj.get("totalTokens")
@@ -85,7 +85,7 @@ def _tokens(obj: dict[str, Any]) -> int:
 
 
 def _cost(obj: dict[str, Any]) -> float:
-    costs = obj.get("costDetails") or _EMPTY
+    costs: dict[str, Any] = obj.get("costDetails") or _EMPTY
     cost = costs.get("total") or obj.get("totalCost") or obj.get("calculatedTotalCost") or 0.0
     return cost if type(cost) is float else float(cost)
 

@@ -16,7 +16,7 @@ raises ``Rejected``; other wrong types surface as TypeError/ValueError/Attribute
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -37,7 +37,7 @@ from models.events import (
 __all__ = ["error_class_in", "http_status", "log_event", "parse_json_log", "parse_payload", "parse_spendlog"]
 
 _EMPTY: dict[str, Any] = {}
-MESSAGE_CHARS = 300  # enough to explain an alert; a stack trace is not
+MESSAGE_CHARS: Final = 300  # enough to explain an alert; a stack trace is not
 
 # Exception class → HTTP status when the record carries no numeric code (LiteLLM's exception
 # mapping: litellm/exceptions.py). Anything else is a 500.
@@ -52,11 +52,11 @@ _STATUS_BY_CLASS = {
     "ContextWindowExceededError": 400,
     "ServiceUnavailableError": 503,
 }
-_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
-_PROXY_COMPONENTS = frozenset({"LiteLLM Proxy", "LiteLLM Router"})
-_ACCESS = re.compile(r'"([A-Z]+) ([^ "?]+)[^ "]* HTTP/[\d.]+" (\d{3})')
-_RETURNED = re.compile(r"(\w+) returned (\d{3})\b")
-_ERROR_CLASS = re.compile(r"\b([A-Z]\w*(?:Error|Timeout))\b")
+_ERROR_LEVELS: Final = frozenset({"ERROR", "CRITICAL", "FATAL"})
+_PROXY_COMPONENTS: Final = frozenset({"LiteLLM Proxy", "LiteLLM Router"})
+_ACCESS: Final = re.compile(r'"([A-Z]+) ([^ "?]+)[^ "]* HTTP/[\d.]+" (\d{3})')
+_RETURNED: Final = re.compile(r"(\w+) returned (\d{3})\b")
+_ERROR_CLASS: Final = re.compile(r"\b([A-Z]\w*(?:Error|Timeout))\b")
 
 
 def http_status(error_code: object, error_class: str | None) -> int:
@@ -66,32 +66,6 @@ def http_status(error_code: object, error_class: str | None) -> int:
     if type(error_code) is int and 100 <= error_code <= 599:
         return error_code
     return _STATUS_BY_CLASS.get(error_class or "", 500)
-
-
-def access_line(message: str) -> tuple[str, int] | None:
-    """The path and status of a uvicorn access line (``… "POST /chat/completions HTTP/1.1" 200``),
-    as ``_ACCESS`` finds them, or ``None``.
-
-    Most lines of a gateway's log are access lines, so the usual shape is read with string
-    operations (a third of the regex's cost); a line of any other shape goes to the regex. The
-    fast path answers only when the regex would match at the first quote, which is then its
-    leftmost match, and reads the same groups (tests/test_parsers.py checks both agree)."""
-    q1 = message.find('"')
-    q2 = message.find('"', q1 + 1) if q1 >= 0 else -1
-    if q2 > 0 and message[q2 + 1:q2 + 2] == " ":
-        request = message[q1 + 1:q2]  # METHOD TARGET HTTP/x.y, without quotes
-        sp1 = request.find(" ")
-        sp2 = request.find(" ", sp1 + 1) if sp1 > 0 else -1
-        status = message[q2 + 2:q2 + 5]
-        if sp2 > sp1 + 1 and len(status) == 3 and status.isdecimal():
-            method, target, version = request[:sp1], request[sp1 + 1:sp2], request[sp2 + 1:]
-            digits = version[5:].replace(".", "")  # HTTP/[\d.]+: \d is any decimal digit, as isdecimal()
-            if (method.isascii() and method.isalpha() and method.isupper() and target[0] != "?"
-                    and version[:5] == "HTTP/" and len(version) > 5 and (digits == "" or digits.isdecimal())):
-                query = target.find("?")
-                return (target if query < 0 else target[:query]), int(status)
-    found = _ACCESS.search(message)
-    return None if found is None else (found[2], int(found[3]))
 
 
 def error_class_in(text: str) -> str:
@@ -104,8 +78,10 @@ def parse_payload(obj: dict[str, Any]) -> Event:
     """A ``StandardLoggingPayload`` (SOURCES.md §1a) → a ``request`` event."""
     start = to_epoch(obj.get("startTime"), "startTime")
     end = to_epoch(obj.get("endTime"), "endTime")
-    meta = obj.get("metadata") or _EMPTY
-    error = obj.get("error_information") or _EMPTY
+    # Typed, so that compiled (setup.py) their lookups are dict lookups, not method calls; a
+    # value of another type is then a TypeError here, as it is an AttributeError plain.
+    meta: dict[str, Any] = obj.get("metadata") or _EMPTY
+    error: dict[str, Any] = obj.get("error_information") or _EMPTY
     ok = _succeeded(obj.get("status"), error)
     provider = obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model"))
     model = obj.get("model_group") or obj.get("model") or ""
@@ -131,7 +107,7 @@ def parse_spendlog(obj: dict[str, Any]) -> Event:
     start = to_epoch(obj.get("startTime"), "startTime")
     end = to_epoch(obj.get("endTime"), "endTime")
     meta = _spendlog_metadata(obj.get("metadata"))
-    error = meta.get("error_information") or _EMPTY
+    error: dict[str, Any] = meta.get("error_information") or _EMPTY
     ok = _succeeded(obj.get("status") or meta.get("status"), error)
     provider = obj.get("custom_llm_provider") or error.get("llm_provider") or _prefix(obj.get("model"))
     model = obj.get("model_group") or obj.get("model") or ""
@@ -183,9 +159,9 @@ def parse_json_log(
 
 def _classify(event: Event, message: str, component: str) -> None:
     if component == "uvicorn.access" or (not component and "HTTP/" in message):
-        access = access_line(message)
+        access = _ACCESS.search(message)
         if access is not None:
-            event.signal, event.message, event.status = SIG_ACCESS, access[0], access[1]
+            event.signal, event.status, event.message = SIG_ACCESS, int(access[3]), access[2]
             event.ok = event.status < 400
             return
     event.message = redact(message)[:MESSAGE_CHARS]  # provider errors quote the key they were given

@@ -15,12 +15,14 @@ KB each), so such a client would grow memory without bound. Three defences:
 
 from __future__ import annotations
 
+from typing import Final
+
 from models.incidents import Alert
 from models.windows import STEP
 
 __all__ = ["DIMENSIONS", "OVERFLOW", "Cardinality", "FloodWatch", "forget_idle"]
 
-OVERFLOW = "~other"
+OVERFLOW: Final = "~other"
 DIMENSIONS = ("provider", "model", "team", "key")  # the order of a leaf key in models/partials.py
 _INDEX = {dim: i for i, dim in enumerate(DIMENSIONS)}
 DEFAULT_CAP = 2000  # distinct live values per dimension: ~10 KB each with its windows and models

@@ -23,25 +23,27 @@ Three kinds:
 
 from __future__ import annotations
 
+from typing import Final
+
 from dataclasses import dataclass
 
-REQUEST = "request"
-LOG = "log"
-TRACE = "trace"
-METRIC = "metric"  # a sampled gauge: infrastructure polls (Redis, PostgreSQL) and health probes
+REQUEST: Final = "request"
+LOG: Final = "log"
+TRACE: Final = "trace"
+METRIC: Final = "metric"  # a sampled gauge: infrastructure polls (Redis, PostgreSQL) and health probes
 
 # What a log line means. Parsers set one of these in ``Event.signal``.
-SIG_ACCESS = "access"  # uvicorn access line; ``status`` holds the HTTP status code
-SIG_PROXY_EXCEPTION = "proxy_exception"  # LiteLLM Proxy logged an exception for a call
-SIG_OOM = "oom"  # the kernel OOM-killed the gateway process
-SIG_CRASH = "crash"  # machine exited with a non-zero code (and is restarting)
-SIG_CLEAN_EXIT = "clean_exit"  # orderly stop (deploy, scale-down): not an alarm
-SIG_START = "start"  # machine/app starting
-SIG_PROXY_ERROR = "proxy_error"  # Fly proxy could not reach a machine
-SIG_CLICKHOUSE_ERROR = "clickhouse_error"  # Langfuse worker failed to insert into ClickHouse
-SIG_INGEST_BATCH = "ingest_batch"  # Langfuse worker heartbeat: processed a batch
-SIG_APP_ERROR = "app_error"  # any other line at level ERROR/CRITICAL
-SIG_OTHER = "other"
+SIG_ACCESS: Final = "access"  # uvicorn access line; ``status`` holds the HTTP status code
+SIG_PROXY_EXCEPTION: Final = "proxy_exception"  # LiteLLM Proxy logged an exception for a call
+SIG_OOM: Final = "oom"  # the kernel OOM-killed the gateway process
+SIG_CRASH: Final = "crash"  # machine exited with a non-zero code (and is restarting)
+SIG_CLEAN_EXIT: Final = "clean_exit"  # orderly stop (deploy, scale-down): not an alarm
+SIG_START: Final = "start"  # machine/app starting
+SIG_PROXY_ERROR: Final = "proxy_error"  # Fly proxy could not reach a machine
+SIG_CLICKHOUSE_ERROR: Final = "clickhouse_error"  # Langfuse worker failed to insert into ClickHouse
+SIG_INGEST_BATCH: Final = "ingest_batch"  # Langfuse worker heartbeat: processed a batch
+SIG_APP_ERROR: Final = "app_error"  # any other line at level ERROR/CRITICAL
+SIG_OTHER: Final = "other"
 
 
 @dataclass(slots=True, init=False)  # __init__ below: compiled (setup.py), a generated one is not

@@ -16,21 +16,40 @@ model, which team owns a key, spend per team and day, the budgets the gateway re
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Final
 
-from models import events as E
+from models.events import (
+    LOG,
+    METRIC,
+    REQUEST,
+    SIG_ACCESS,
+    SIG_APP_ERROR,
+    SIG_CLEAN_EXIT,
+    SIG_CLICKHOUSE_ERROR,
+    SIG_CRASH,
+    SIG_INGEST_BATCH,
+    SIG_OOM,
+    SIG_PROXY_ERROR,
+    SIG_START,
+    TRACE,
+    Event,
+)
 from models.cardinality import OVERFLOW, Cardinality
 from models.windows import STEP, Bucket, latency_bin
 
-LEAF, APP, TRACING, GAUGE = "leaf", "app", "tracing", "gauge"
+LEAF: Final = "leaf"
+APP: Final = "app"
+TRACING: Final = "tracing"
+GAUGE: Final = "gauge"
 
 _LOG_COUNTERS = {
-    E.SIG_OOM: "oom", E.SIG_CRASH: "crash", E.SIG_CLEAN_EXIT: "clean_exit", E.SIG_START: "start",
-    E.SIG_PROXY_ERROR: "proxy_error", E.SIG_APP_ERROR: "app_error",
-    E.SIG_CLICKHOUSE_ERROR: "clickhouse_errors", E.SIG_INGEST_BATCH: "ingest_batches",
+    SIG_OOM: "oom", SIG_CRASH: "crash", SIG_CLEAN_EXIT: "clean_exit", SIG_START: "start",
+    SIG_PROXY_ERROR: "proxy_error", SIG_APP_ERROR: "app_error",
+    SIG_CLICKHOUSE_ERROR: "clickhouse_errors", SIG_INGEST_BATCH: "ingest_batches",
 }
 
 
-def fold_request(b: Bucket, ev: E.Event) -> None:
+def fold_request(b: Bucket, ev: Event) -> None:
     b.requests += 1
     if not ev.ok:
         if ev.status == 429:
@@ -53,8 +72,8 @@ def fold_request(b: Bucket, ev: E.Event) -> None:
         b.latency_n += 1
 
 
-def fold_log(b: Bucket, ev: E.Event) -> None:
-    if ev.signal == E.SIG_ACCESS:
+def fold_log(b: Bucket, ev: Event) -> None:
+    if ev.signal == SIG_ACCESS:
         b.access += 1
         if ev.status >= 500:
             b.access_5xx += 1
@@ -63,7 +82,7 @@ def fold_log(b: Bucket, ev: E.Event) -> None:
     setattr(b, counter, getattr(b, counter) + 1)
 
 
-def fold_trace(b: Bucket, ev: E.Event) -> None:
+def fold_trace(b: Bucket, ev: Event) -> None:
     b.traces += 1
     if ev.lag is not None:
         k = latency_bin(max(ev.lag, 0.001))
@@ -96,13 +115,13 @@ class Partials:
             b = self.buckets[k] = Bucket()
         return b
 
-    def add(self, ev: E.Event) -> int | None:
+    def add(self, ev: Event) -> int | None:
         """Fold one event; returns its minute, or None when the event carries nothing to count."""
         ts = ev.ts
         minute = int(ts // STEP)
         kind = ev.kind
         # The bucket lookups of the three frequent kinds are inlined (this runs once per event).
-        if kind == E.REQUEST:
+        if kind == REQUEST:
             leaf = (ev.provider, ev.model, ev.team, ev.key)
             leaf = self.known_leaves.get(leaf) or self.cardinality.leaf(leaf, minute)
             k: tuple[str, tuple, int] = (LEAF, leaf, minute)
@@ -111,21 +130,21 @@ class Partials:
                 b = self.buckets[k] = Bucket()
             fold_request(b, ev)
             self._note_request(ev, leaf)
-        elif kind == E.LOG:
-            if ev.signal != E.SIG_ACCESS and ev.signal not in _LOG_COUNTERS:
+        elif kind == LOG:
+            if ev.signal != SIG_ACCESS and ev.signal not in _LOG_COUNTERS:
                 return None
             k = (APP, (ev.app or "unknown",), minute)
             b = self.buckets.get(k)
             if b is None:
                 b = self.buckets[k] = Bucket()
             fold_log(b, ev)
-        elif kind == E.TRACE:
+        elif kind == TRACE:
             k = (TRACING, (), minute)
             b = self.buckets.get(k)
             if b is None:
                 b = self.buckets[k] = Bucket()
             fold_trace(b, ev)
-        elif kind == E.METRIC and ev.value is not None and ev.message:
+        elif kind == METRIC and ev.value is not None and ev.message:
             if ev.source == "probe":  # one probe, two gauges: did it answer, was it healthy
                 self._gauge("probe_reachable", minute, 1.0 if ev.status else 0.0)
                 self._gauge("probe_healthy", minute, ev.value)
@@ -143,7 +162,7 @@ class Partials:
         b.gauge_n += 1
         b.gauge_sum += value
 
-    def _note_request(self, ev: E.Event, leaf: tuple[str, str, str, str]) -> None:
+    def _note_request(self, ev: Event, leaf: tuple[str, str, str, str]) -> None:
         provider, model, team, key = leaf  # capped: a flood of names must not grow these either
         if model and provider and ("model", model) not in self.implied and model != OVERFLOW:
             self.implied[("model", model)] = {"provider": provider}
@@ -209,7 +228,7 @@ class ByCloseMinute:
         self.min_ts: float | None = None  # the oldest and newest time of the events added
         self.max_ts: float | None = None
 
-    def add(self, ev: E.Event) -> None:
+    def add(self, ev: Event) -> None:
         ts = ev.ts
         key = int((ts - self.lateness) // STEP)
         if key != self.last_key:

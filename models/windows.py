@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Final
 
-STEP = 60  # seconds per bucket
+STEP: Final = 60  # seconds per bucket
 
 # Latency histogram: bins growing by 8% give quantiles within ~4% of the exact value.
-_LOG_BASE = math.log(1.08)
-_MIN_LATENCY = 0.001
+_LOG_BASE: Final = math.log(1.08)
+_MIN_LATENCY: Final = 0.001
 
 
 def latency_bin(seconds: float) -> int:

@@ -194,9 +194,9 @@ class NotificationTap:
 def merged_batches(paths: list[str], on_reject: RejectLog, summary: Summary) -> Iterator[list[Event]]:
     """Every file's events merged by event time (``gatewatch.merge``), in batches; requests
     seen twice are dropped (counted)."""
-    duplicate = Deduper().duplicate
+    deduper = Deduper()
     for batch in merge_by_time([file_chunks(p, on_reject) for p in paths]):
-        kept = [ev for ev in batch if not duplicate(ev)]  # only requests are deduplicated
+        kept = [ev for ev in batch if not deduper.duplicate(ev)]  # only requests are deduplicated
         summary.duplicates += len(batch) - len(kept)
         yield kept
 

@@ -19,7 +19,7 @@ from models import events as E
 from models.cardinality import OVERFLOW, Cardinality, FloodWatch
 from models.config import Config
 from models.incidents import Alert, IncidentManager
-from models.metrics import BASELINE, COUNT_FIELD, VOLUME_FIELD, Reading
+from models.metrics import BASELINE, COUNT_FIELD, METRICS, VOLUME_FIELD, Reading
 from models.notifications import fmt_value, where
 from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
@@ -209,7 +209,12 @@ class Engine:
                         self._merge(dim, value, minute, part)
                 if team and model:  # who drives a cost: "team analytics on claude-sonnet" (models/explain.py)
                     self._merge("team_model", f"{team}/{model}", minute, part)
-                self._merge("tracing", "", minute, Bucket(requests=part.requests))
+                # Calls count for the tracing series too (trace coverage): only that counter.
+                tracing = self._window("tracing", "")
+                bucket, late = tracing.bucket_for(minute)
+                bucket.requests += part.requests
+                if late:
+                    tracing.add_late(minute, Bucket(requests=part.requests))
             elif kind == APP:
                 self._merge("app", key[0], minute, part)
             elif kind == TRACING:
@@ -243,12 +248,13 @@ class Engine:
                     continue
             w.close(minute)
             sums = w.sums
+            readings: dict[tuple[str, int, int], Reading | None] = {}  # this series' metrics, read once
             for rule in rules:
                 if rule.series and rule.series != key[1]:
                     continue
                 if (rule.name, key) not in states and not _open(gates.get(rule.name, ()), sums):
                     continue  # too thin to be judged, and nothing pending or firing: it cannot change
-                self._judge(rule, key, w, minute, now)
+                self._judge(rule, key, w, minute, now, readings)
         for det in self.extra_detectors:
             det.on_minute(self, minute)
         if self.recorder is not None:
@@ -256,8 +262,9 @@ class Engine:
         self.closed_minute = minute
         return self.incidents.flush(now)
 
-    def _judge(self, rule: Rule, key: tuple[str, str], w: SeriesWindow, minute: int, now: float) -> None:
-        reading = self._read(rule, key, w, minute, now)
+    def _judge(self, rule: Rule, key: tuple[str, str], w: SeriesWindow, minute: int, now: float,
+               readings: dict[tuple[str, int, int], Reading | None] | None = None) -> None:
+        reading = self._read(rule, key, w, minute, now, {} if readings is None else readings)
         skey = (rule.name, key)
         state = self.states.get(skey)
         if state is None:
@@ -276,15 +283,20 @@ class Engine:
         elif not state.firing and state.pending_since is None:
             del self.states[skey]
 
-    def _read(self, rule: Rule, key, w: SeriesWindow, minute: int, now: float) -> Reading | None:
+    def _read(self, rule: Rule, key, w: SeriesWindow, minute: int, now: float,
+              readings: dict[tuple[str, int, int], Reading | None]) -> Reading | None:
+        """The rule's reading of the series; ``readings`` holds the metrics already read from the
+        same sums this minute (two latency rules read the same median: its quantiles once)."""
         if rule.min_age and w.age_minutes(minute) < rule.min_age + rule.window:
             return None
         if rule.metric in SPEND_METRICS:
             return self._spend_reading(rule, key, now)
         base = w.sums.get((rule.baseline, rule.window)) if rule.baseline else None
         window = w.sums[(rule.window, 0)]
-        reading = rule.read(window, base)
-        if reading is not None and ((rule.confirm and not rule.confirmed(window, base)) or (
+        reading = _metric(readings, rule.metric, rule, window, base)
+        confirm = rule.confirm
+        if reading is not None and ((confirm is not None and not rule.confirmed_by(
+                _metric(readings, confirm[0], rule, window, base))) or (
                 getattr(rule, "outgrow_gateway", False)  # a rule from a snapshot older than the field
                 and not self._outgrows_gateway(rule, window, base, reading))):
             return Reading(0.0 if rule.op == ">" else float("inf"), reading.volume, reading.count,
@@ -331,6 +343,16 @@ class Engine:
             detector="rule", labels=labels, value=r.actual, threshold=_threshold(rule, r, baseline),
             started_at=state.pending_since, title=title, baseline=baseline,
         )
+
+
+def _metric(readings: dict[tuple[str, int, int], Reading | None], name: str, rule: Rule, window: Bucket,
+            base: Bucket | None) -> Reading | None:
+    """Metric ``name`` over the rule's spans, from ``readings`` if it was read already."""
+    key = (name, rule.window, rule.baseline)
+    if key in readings:
+        return readings[key]
+    reading = readings[key] = METRICS[name](window, base, rule.window, rule.baseline)
+    return reading
 
 
 Gate = tuple[tuple[int, int], str, float]  # (window spec, counter, minimum)

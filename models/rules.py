@@ -79,8 +79,13 @@ class Rule:
         """The ``confirm`` condition: e.g. the median moved too, not just one slow tail call."""
         if self.confirm is None:
             return True
-        name, threshold = self.confirm
-        r = METRICS[name](window, baseline, self.window, self.baseline)
+        return self.confirmed_by(METRICS[self.confirm[0]](window, baseline, self.window, self.baseline))
+
+    def confirmed_by(self, r: Reading | None) -> bool:
+        """The ``confirm`` condition on the confirming metric's reading ``r``."""
+        if self.confirm is None:
+            return True
+        threshold = self.confirm[1]
         return r is not None and (r.value > threshold if self.op == ">" else r.value < threshold)
 
     def reads_quantiles(self) -> bool:

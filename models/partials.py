@@ -35,7 +35,7 @@ from models.events import (
     Event,
 )
 from models.cardinality import OVERFLOW, Cardinality
-from models.windows import STEP, Bucket, latency_bin
+from models.windows import STEP, Bucket, count_bin, latency_bin
 
 LEAF: Final = "leaf"
 APP: Final = "app"
@@ -66,9 +66,7 @@ def fold_request(b: Bucket, ev: Event) -> None:
     b.cost += ev.cost
     b.tokens += ev.tokens
     if ev.latency is not None and not hit:
-        k = latency_bin(ev.latency)
-        lat = b.latency
-        lat[k] = lat.get(k, 0) + 1
+        count_bin(b.latency, latency_bin(ev.latency))
         b.latency_n += 1
 
 
@@ -85,8 +83,7 @@ def fold_log(b: Bucket, ev: Event) -> None:
 def fold_trace(b: Bucket, ev: Event) -> None:
     b.traces += 1
     if ev.lag is not None:
-        k = latency_bin(max(ev.lag, 0.001))
-        b.lag[k] = b.lag.get(k, 0) + 1
+        count_bin(b.lag, latency_bin(max(ev.lag, 0.001)))
         if ev.lag > b.lag_max:
             b.lag_max = ev.lag
 

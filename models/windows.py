@@ -26,12 +26,32 @@ def latency_bin(seconds: float) -> int:
     return int(math.log(max(seconds, _MIN_LATENCY)) / _LOG_BASE)
 
 
+# One int object per bin, shared by every histogram: a dict finds a key that is the very object
+# it holds without comparing values, and two dicts merged share their keys. Histogram keys are
+# made with ``bin_key`` (bins outside the table are plain ints, equal all the same).
+_LOWEST_BIN: Final = -100  # latency_bin(0.001) is -89
+_BIN_KEYS: Final[list[Any]] = list(range(_LOWEST_BIN, 300))  # up to 1.08**300 s: any latency
+
+
+def bin_key(b: int) -> Any:
+    """The shared key object of bin ``b``."""
+    i = b - _LOWEST_BIN
+    return _BIN_KEYS[i] if 0 <= i < len(_BIN_KEYS) else b
+
+
+def count_bin(hist: dict[Any, Any], b: int) -> None:
+    """One more sample in bin ``b`` of ``hist`` (typed loosely: see ``_add_hist``)."""
+    key = bin_key(b)
+    hist[key] = hist.get(key, 0) + 1
+
+
 def bin_value(b: int) -> float:
     """The geometric middle of bin ``b`` in seconds."""
     return math.exp((b + 0.5) * _LOG_BASE)
 
 
-def quantile(hist: dict[int, int], q: float) -> float | None:
+def quantile(hist: dict[Any, int], q: float) -> float | None:
+    # (keys typed loosely: compiled, each sorted key is looked up as the object the dict holds)
     total = sum(hist.values())
     if total == 0:
         return None
@@ -149,8 +169,8 @@ class Bucket:
     @classmethod
     def from_dict(cls, d: dict) -> Bucket:
         b = cls(**{k: v for k, v in d.items() if k in _COUNTERS})
-        b.latency = {int(k): v for k, v in d.get("latency", {}).items()}
-        b.lag = {int(k): v for k, v in d.get("lag", {}).items()}
+        b.latency = {bin_key(int(k)): v for k, v in d.get("latency", {}).items()}
+        b.lag = {bin_key(int(k)): v for k, v in d.get("lag", {}).items()}
         b.lag_max = d.get("lag_max", 0.0)
         return b
 

@@ -52,3 +52,22 @@ def test_written_out_inits_keep_the_declared_defaults() -> None:
         for f in dataclasses.fields(cls)[len(required):]:
             declared = f.default_factory() if f.default is dataclasses.MISSING else f.default
             assert getattr(made, f.name) == declared, (cls.__name__, f.name)
+
+
+def test_histogram_bins_share_one_key_object():
+    """Every histogram holds the same int object for a bin (``bin_key``), so that merging and
+    reading them finds keys by identity; the fold and the worker's partials messages use it."""
+    from models.windows import Bucket, bin_key, count_bin, latency_bin
+
+    b = latency_bin(0.05)  # a negative bin: CPython does not share such ints by itself
+    assert b < -5
+    assert bin_key(b) is bin_key(int(str(b))) and bin_key(b) == b
+    first, second = {}, {}
+    count_bin(first, latency_bin(0.05))
+    count_bin(second, latency_bin(0.0501))
+    (k1,), (k2,) = first, second
+    assert k1 is k2 and first == {b: 1}
+    shipped = Bucket.from_dict(Bucket(latency=dict(first), latency_n=1).to_dict())
+    (k3,) = shipped.latency
+    assert k3 is k1
+    assert bin_key(10_000) == 10_000  # outside the table: a plain int, equal all the same

@@ -25,6 +25,7 @@ SOURCES = (
     "models/rules.py",
     "models/engine.py",
     "models/univariate.py",
+    "models/explain.py",
     "connectors/fields.py",
     "connectors/litellm.py",
     "connectors/fly.py",

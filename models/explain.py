@@ -152,12 +152,12 @@ def cache_dollars(win: Bucket, base: Bucket) -> float:
 def explain_anomaly(engine, key, sig: Signal, value: float | None, base: float | None) -> str:
     parts = [f"{sig.label} {sig.fmt(value)} vs {sig.fmt(base)} expected"]
     s = _sums(engine, key)
-    excess = _EXCESS[sig.name][0](*s) if s is not None and sig.name in _EXCESS else 0.0
+    excess = _EXCESS[sig.name][0](s[0], s[1]) if s is not None and sig.name in _EXCESS else 0.0
     if excess > 0:
         unit = _EXCESS[sig.name][1]
         parts[0] += f" (+${excess:,.2f}/h)" if unit == "$/h" else f" (+{excess:,.0f} {unit})"
-        if sig.name == "cache_hit_rate":
-            parts[0] += f", about +${cache_dollars(*s):,.2f}/h in calls the cache would have served"
+        if sig.name == "cache_hit_rate" and s is not None:  # (it is: excess > 0)
+            parts[0] += f", about +${cache_dollars(s[0], s[1]):,.2f}/h in calls the cache would have served"
     who = drivers(engine, key, sig) if excess > 0 or sig.name not in _EXCESS else []
     if who:
         parts.append(("of it: " if sig.name in _EXCESS else "most moved: ") + ", ".join(who))

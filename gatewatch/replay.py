@@ -8,6 +8,7 @@ Rejected lines are counted by reason and, with ``--rejects``, kept with their re
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections import Counter
@@ -223,6 +224,27 @@ def replay(
     ``jobs`` > 1 reads the files in that many processes (``gatewatch.parallel``) while this one
     detects; a paced replay (``speed``) or an ``events`` stream is read here, in one process.
     """
+    with fewer_collections():
+        return _replay(paths, out, config, rejects, speed, progress, engine, events, jobs)
+
+
+class fewer_collections:
+    """Young-generation garbage collections every 10,000 allocations instead of 700, for the
+    length of a replay (restored after): events and parsed records die young and form no
+    cycles, and each collection walks every young object (1.5% fewer instructions in all; the
+    worker does the same, streams/agents.py)."""
+
+    def __enter__(self) -> None:
+        self.saved = gc.get_threshold()
+        gc.set_threshold(10_000, 50, 100)
+
+    def __exit__(self, *exc: object) -> None:
+        gc.set_threshold(*self.saved)
+
+
+def _replay(paths: Iterable[str], out: IO[bytes], config: Config | None, rejects: IO[bytes] | None,
+            speed: float | None, progress: bool, engine: Engine | None, events: Iterable[Event] | None,
+            jobs: int) -> Summary:
     paths = list(paths)
     summary = Summary(files=len(paths))
     engine = engine or Engine(config)

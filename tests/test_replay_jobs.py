@@ -148,3 +148,27 @@ def test_lines_that_count_for_no_series_still_move_event_time(tmp_path, sim_file
     two, s2 = run(paths, 2)
     assert b'"resolved"' in one
     assert two == one and s2.records == s1.records
+
+
+def test_replay_collects_garbage_less_often_and_restores_the_setting():
+    """Replay raises the young-generation threshold while it runs (its events die young) and
+    leaves the process's setting as it found it, also when the replay fails."""
+    import gc
+
+    from gatewatch.replay import fewer_collections
+
+    before = gc.get_threshold()
+    seen = []
+
+    class Spy:  # an events stream that reads the threshold in the middle of the replay
+        def __iter__(self):
+            seen.append(gc.get_threshold())
+            return iter(())
+
+    replay([], io.BytesIO(), engine=build_engine(Config(), no_models=True), events=Spy())
+    assert seen and seen[0][0] == 10_000
+    assert gc.get_threshold() == before
+    with pytest.raises(ZeroDivisionError):
+        with fewer_collections():
+            1 / 0
+    assert gc.get_threshold() == before

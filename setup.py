@@ -9,7 +9,9 @@ for byte.
 
 ``GATEWATCH_PURE=1 pip install .`` skips the compilation. So does a machine without a C
 compiler: a failed build leaves no extension behind and the install goes on with the
-plain modules (slower, same results). ``gatewatch bench`` says which ran.
+plain modules (slower, same results). In a source checkout, the extensions of an earlier build
+are removed first, so that none of them outlives the build that replaced it (Python would import
+it before the ``.py``). ``gatewatch bench`` says which ran.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from setuptools.command.build_ext import build_ext
 # The hot path: the modules listed in gatewatch/compiled.py (read, not imported: the build
 # environment has none of the runtime dependencies).
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMPILED = list(runpy.run_path(os.path.join(HERE, "gatewatch", "compiled.py"))["SOURCES"])
+_LIST = runpy.run_path(os.path.join(HERE, "gatewatch", "compiled.py"))
+COMPILED = list(_LIST["SOURCES"])
+
+
+def clear_old_builds() -> None:
+    _LIST["clear_old_builds"](HERE)
 
 
 class OptionalBuildExt(build_ext):
@@ -32,6 +39,7 @@ class OptionalBuildExt(build_ext):
     partial build would leave modules that cannot import."""
 
     def run(self) -> None:
+        clear_old_builds()
         try:
             super().run()
         except Exception as error:  # noqa: BLE001 - any compiler failure means: install plain Python
@@ -44,11 +52,13 @@ class OptionalBuildExt(build_ext):
 
 def extensions() -> list:
     if os.environ.get("GATEWATCH_PURE"):
+        clear_old_builds()
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:
         print("gatewatch: mypyc is not installed; installing plain Python", file=sys.stderr)
+        clear_old_builds()
         return []
     try:
         # Imported modules are type-checked only as far as the compiled ones need them; the
@@ -56,6 +66,7 @@ def extensions() -> list:
         return mypycify(["--follow-imports=silent", "--ignore-missing-imports", *COMPILED], opt_level="3")
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a type error found by mypyc's own check
         print(f"gatewatch: mypyc rejected the hot path ({error}); installing plain Python", file=sys.stderr)
+        clear_old_builds()
         return []
 
 

@@ -38,6 +38,26 @@ SOURCES = (
 )
 
 COMPILED, PLAIN, STALE = "compiled", "plain", "stale"
+PACKAGES = ("models", "connectors", "gatewatch", "streams")
+
+
+def clear_old_builds(root: str) -> list[str]:
+    """Remove the extensions an earlier build left in the source tree at ``root`` (setup.py, before
+    it builds or when it installs plain Python); returns what it removed. Python imports an
+    extension before the ``.py`` beside it, so a module built before (no longer listed, or with
+    ``GATEWATCH_PURE=1`` now) would otherwise go on running its old compiled code."""
+    removed = []
+    for package in PACKAGES:
+        folder = os.path.join(root, package)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+            stem, dot, suffix = name.partition(".")
+            if dot and suffix.endswith((".so", ".pyd")) and os.path.exists(os.path.join(folder, stem + ".py")):
+                removed.append(os.path.join(folder, name))
+    removed += [os.path.join(root, name) for name in sorted(os.listdir(root))  # the shared mypyc runtime
+                if "__mypyc." in name and name.endswith((".so", ".pyd"))]
+    for path in removed:
+        os.remove(path)
+    return removed
 
 
 def status() -> dict[str, str]:

@@ -70,3 +70,21 @@ def test_compiled_and_plain_replays_are_identical(tmp_path, flags):
     def summary(log: str) -> list[str]:
         return [line for line in log.splitlines()[1:] if "/s" not in line and " s " not in line]
     assert summary(log_compiled) == summary(log_plain)
+
+
+def test_an_earlier_build_does_not_outlive_the_next(tmp_path):
+    """setup.py removes the extensions an earlier build left in a checkout before it builds or
+    installs plain Python: Python would import them before the ``.py`` beside them (seen: a
+    ``GATEWATCH_PURE=1`` reinstall went on running the compiled modules)."""
+    from gatewatch.compiled import clear_old_builds
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "windows.py").write_text("")
+    old = [tmp_path / "models" / "windows.cpython-311-x86_64-linux-gnu.so",
+           tmp_path / "abc123__mypyc.cpython-311-x86_64-linux-gnu.so"]
+    kept = [tmp_path / "models" / "other.cpython-311-x86_64-linux-gnu.so",  # no .py beside it: not ours to remove
+            tmp_path / "models" / "windows.py", tmp_path / "setup.py"]
+    for path in old + kept:
+        path.write_text("")
+    assert sorted(clear_old_builds(str(tmp_path))) == sorted(str(p) for p in old)
+    assert not any(p.exists() for p in old) and all(p.exists() for p in kept)

@@ -25,6 +25,7 @@ drops it as late when another file's events have moved past it first).
 
 from __future__ import annotations
 
+import gc
 import io
 import multiprocessing
 import os
@@ -73,10 +74,10 @@ def groups_of(paths: list[str], jobs: int) -> list[list[str]]:
 
 def _read(paths: list[str], lateness: float, keep_rejects: bool, conn: Connection, chunk: int) -> None:
     """A reader process: ``paths`` replayed into partials messages on ``conn``."""
-    from gatewatch.replay import RejectLog, Summary, fewer_collections, merged_batches  # it imports this module
+    from gatewatch.replay import GC_THRESHOLDS, RejectLog, Summary, merged_batches  # it imports this module
 
     try:
-        fewer_collections().__enter__()  # for the life of this process
+        gc.set_threshold(*GC_THRESHOLDS)  # for the life of this process
         summary = Summary(files=len(paths))
         kept = io.BytesIO() if keep_rejects else None
         on_reject = RejectLog(summary, kept)

@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO, Iterable, Iterator
+from typing import Final, IO, Iterable, Iterator
 
 import orjson
 
@@ -228,15 +228,19 @@ def replay(
         return _replay(paths, out, config, rejects, speed, progress, engine, events, jobs)
 
 
+# Young-generation garbage collections every 10,000 allocations instead of 700: events and
+# parsed records die young and form no cycles, and each collection walks every young object
+# (1.5% fewer instructions in replay). Replay, its --jobs readers and the worker
+# (streams/agents.py) all set it.
+GC_THRESHOLDS: Final = (10_000, 50, 100)
+
+
 class fewer_collections:
-    """Young-generation garbage collections every 10,000 allocations instead of 700, for the
-    length of a replay (restored after): events and parsed records die young and form no
-    cycles, and each collection walks every young object (1.5% fewer instructions in all; the
-    worker does the same, streams/agents.py)."""
+    """``GC_THRESHOLDS`` for the length of a replay, the process's own setting restored after."""
 
     def __enter__(self) -> None:
         self.saved = gc.get_threshold()
-        gc.set_threshold(10_000, 50, 100)
+        gc.set_threshold(*GC_THRESHOLDS)
 
     def __exit__(self, *exc: object) -> None:
         gc.set_threshold(*self.saved)

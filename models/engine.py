@@ -263,8 +263,8 @@ class Engine:
         return self.incidents.flush(now)
 
     def _judge(self, rule: Rule, key: tuple[str, str], w: SeriesWindow, minute: int, now: float,
-               readings: dict[tuple[str, int, int], Reading | None] | None = None) -> None:
-        reading = self._read(rule, key, w, minute, now, {} if readings is None else readings)
+               readings: dict[tuple[str, int, int], Reading | None]) -> None:
+        reading = self._read(rule, key, w, minute, now, readings)
         skey = (rule.name, key)
         state = self.states.get(skey)
         if state is None:

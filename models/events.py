@@ -23,9 +23,8 @@ Three kinds:
 
 from __future__ import annotations
 
-from typing import Final
-
 from dataclasses import dataclass
+from typing import Final
 
 REQUEST: Final = "request"
 LOG: Final = "log"

@@ -70,19 +70,9 @@ class Rule:
             return value <= self.threshold * self.clear
         return value >= self.threshold / self.clear
 
-    def read(self, window, baseline, extra: Reading | None = None) -> Reading | None:
-        if extra is not None:
-            return extra
-        return METRICS[self.metric](window, baseline, self.window, self.baseline)
-
-    def confirmed(self, window, baseline) -> bool:
-        """The ``confirm`` condition: e.g. the median moved too, not just one slow tail call."""
-        if self.confirm is None:
-            return True
-        return self.confirmed_by(METRICS[self.confirm[0]](window, baseline, self.window, self.baseline))
-
     def confirmed_by(self, r: Reading | None) -> bool:
-        """The ``confirm`` condition on the confirming metric's reading ``r``."""
+        """The ``confirm`` condition on the confirming metric's reading ``r``: e.g. the median
+        moved too, not just one slow tail call (``Engine._read`` reads the metric)."""
         if self.confirm is None:
             return True
         threshold = self.confirm[1]

@@ -11,7 +11,7 @@ measured (about 4x a regex), which matters on the hot path.
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from models.events import Event, Rejected
@@ -36,11 +36,80 @@ _fromisoformat = datetime.fromisoformat
 
 
 def iso_epoch(text: str) -> float:
-    """Epoch seconds of an ISO 8601 / RFC 3339 timestamp; naive means UTC. Raises ValueError."""
+    """Epoch seconds of an ISO 8601 / RFC 3339 timestamp; naive means UTC. Raises ValueError.
+
+    The same float as ``datetime.fromisoformat(text)`` and ``.timestamp()`` (fractions past the
+    microsecond truncated), for every input: ``_same_minute`` answers the common shape on its own,
+    everything else goes through ``datetime``.
+    """
+    seconds = _same_minute(text)
+    if seconds >= 0.0:
+        return seconds
     moment = _fromisoformat(text)
     if moment.tzinfo is None:
         return (moment - _NAIVE_EPOCH).total_seconds()  # .replace(tzinfo=utc) costs 3x more
+    _LAST_MINUTE.learn(text, moment)
     return moment.timestamp()
+
+
+class _Minute:
+    """The minute of the last UTC timestamp ``datetime`` parsed: ``prefix`` is its
+    ``YYYY-MM-DDTHH:MM`` text, ``micros`` its start in epoch microseconds.
+
+    A log file's timestamps come in time order, a few to hundreds a minute: the next one almost
+    always starts with the same 16 characters, and only its seconds and fraction are new.
+    """
+
+    __slots__ = ("prefix", "micros")
+
+    def __init__(self) -> None:
+        self.prefix = "\x00"  # matches no timestamp
+        self.micros = 0
+
+    def learn(self, text: str, moment: datetime) -> None:
+        if (len(text) > 19 and text[4] == "-" and text[7] == "-" and text[10] == "T" and text[13] == ":"
+                and text[16] == ":" and text[-1] == "Z" and moment.utcoffset() == _ZERO):
+            start = moment.replace(second=0, microsecond=0, tzinfo=None) - _NAIVE_EPOCH
+            self.prefix = text[:16]
+            self.micros = (start.days * 86400 + start.seconds) * 1_000_000
+
+
+_LAST_MINUTE: Final = _Minute()
+_ZERO: Final = timedelta(0)
+_EXACT_MICROS: Final = 1 << 53  # epoch microseconds a double holds exactly (until the year 2255)
+
+
+def _digit(text: str, i: int) -> int:
+    """The ASCII digit at ``text[i]`` as an int, else -1."""
+    c = ord(text[i]) - 48
+    return c if 0 <= c <= 9 else -1
+
+
+def _same_minute(text: str) -> float:
+    """Epoch seconds of ``<the last minute>:SS[.fraction]Z``, else -1.0 (not that shape)."""
+    n = len(text)
+    last = _LAST_MINUTE
+    if n < 20 or text[n - 1] != "Z" or text[16] != ":" or not text.startswith(last.prefix):
+        return -1.0
+    tens, ones = _digit(text, 17), _digit(text, 18)
+    if tens < 0 or tens > 5 or ones < 0:
+        return -1.0
+    micros = 0
+    if n > 20:  # "SS.f...Z": fromisoformat keeps six digits and drops the rest
+        if text[19] != ".":
+            return -1.0
+        for i in range(20, n - 1):
+            d = _digit(text, i)
+            if d < 0:
+                return -1.0
+            if i < 26:
+                micros = micros * 10 + d
+        for _ in range(n - 1, 26):  # fewer than six digits: scale up
+            micros *= 10
+    total = last.micros + (tens * 10 + ones) * 1_000_000 + micros
+    if total >= _EXACT_MICROS:
+        return -1.0
+    return total / 1_000_000  # both exact as doubles: one correctly rounded division, as timedelta's
 
 
 def to_epoch(value: object, field: str) -> float | None:

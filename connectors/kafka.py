@@ -47,7 +47,8 @@ from connectors.recent import RecentKeys
 
 __all__ = [
     "FAMILIES", "raw_topic", "all_raw_topics", "encode_batch", "decode_batch", "BatchProducer",
-    "DeliveryError", "BatchDeduper", "partition_for", "ensure_topics", "consume_batches", "read_range",
+    "DeliveryError", "BatchDeduper", "partition_for", "ensure_topics", "consume_batches", "read_back",
+    "read_range",
 ]
 
 FAMILIES = ("fly", "litellm", "langfuse", "infra")
@@ -396,15 +397,45 @@ async def read_range(brokers: list[str] | str, topic: str, partition: int, start
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False, group_id=None)
     await consumer.start()
-    out: list[tuple[int, bytes]] = []
     try:
         consumer.assign([tp])
-        consumer.seek(tp, start)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (not out or out[-1][0] < end - 1):
-            for m in (await consumer.getmany(tp, timeout_ms=200)).get(tp, ()):
-                if start <= m.offset < end:
-                    out.append((m.offset, m.value))
+        messages = await _fetch(consumer, tp, start, end, time.monotonic() + timeout)
+        return [(m.offset, m.value) for m in messages]
     finally:
         await consumer.stop()
+
+
+async def read_back(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int, *, since_ms: int,
+                    max_messages: int, timeout: float = 30.0) -> list:
+    """The messages of ``tp`` just below offset ``end``, oldest first: at most ``max_messages``,
+    none stamped before ``since_ms``, none below the partition's start. ``consumer`` has no group;
+    it is assigned ``tp`` here.
+
+    Read backwards from ``end`` in doubling steps, and stopped at the first step that holds a
+    message older than ``since_ms``: the cost follows the window asked for, not the partition.
+    Not ``offsets_for_times``: Tansu (the test broker) answers it with offset 0 whatever the time.
+    """
+    consumer.assign([tp])
+    floor = max((await consumer.beginning_offsets([tp]))[tp], end - max_messages)
+    deadline, out = time.monotonic() + timeout, []
+    high, step = end, 64
+    while high > floor and time.monotonic() < deadline:
+        low = max(floor, high - step)
+        chunk = await _fetch(consumer, tp, low, high, deadline)
+        recent = [m for m in chunk if m.timestamp >= since_ms]
+        out[:0] = recent
+        if len(recent) < len(chunk):
+            break
+        high, step = low, step * 2
+    return out
+
+
+async def _fetch(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int,
+                 deadline: float) -> list:
+    """The messages ``start <= offset < end`` of an assigned partition (fewer if ``deadline`` passes)."""
+    consumer.seek(tp, start)
+    out = []
+    while time.monotonic() < deadline and await consumer.position(tp) < end:
+        fetched = (await consumer.getmany(tp, timeout_ms=200)).get(tp, ())
+        out.extend(m for m in fetched if start <= m.offset < end)
     return out

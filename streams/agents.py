@@ -30,12 +30,12 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from connectors.delivery import idempotency_key
-from connectors.kafka import read_range
+from connectors.kafka import raw_topic, read_range
 from gatewatch.commands.deliver import open_delivery
 from gatewatch.config import load_config
 from gatewatch.replay import GC_THRESHOLDS
 from models.pipeline import build_engine
-from streams.ingest import IngestLoop
+from streams.ingest import IngestLoop, LookBack
 from streams.snapshot import read_snapshot, write_snapshot
 from streams.stages import DetectStage, IngestStage
 from streams.topics import topic_names
@@ -80,7 +80,7 @@ class WorkerContext:
     counts: dict[str, int] = field(default_factory=lambda: {
         "batches": 0, "events_ingested": 0, "rejected": 0, "request_duplicates": 0, "notifications": 0,
         "delivered": 0, "delivery_duplicates": 0, "sink_failures": 0, "snapshots": 0, "restored": 0,
-        "partials_gaps": 0})
+        "partials_gaps": 0, "request_ids_recalled": 0})
 
     def new_stage(self) -> DetectStage:
         engine = build_engine(load_config(self.settings.config), no_models=not self.settings.models)
@@ -121,6 +121,7 @@ class WorkerContext:
         self.counts["rejected"] += len(rejected)
         if self.ingest is not None:
             self.counts["request_duplicates"] = self.ingest.stage.duplicates
+            self.counts["request_ids_recalled"] = self.ingest.stage.recalled
         _BATCHES.inc()
         _RECORDS_IN.inc(msg["records"])
         _RECORDS_OUT.inc(msg["events"])
@@ -133,6 +134,13 @@ def _tune_gc() -> None:
     instructions in ingest + detect, cachegrind)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _lookback(settings: Any) -> LookBack:
+    """Only raw.litellm is read back: the one raw topic whose records are requests, each sent to
+    the partition of its id by both LiteLLM sources (``connectors.kafka.partition_for``)."""
+    return LookBack(settings.dedup_lookback_seconds, settings.dedup_lookback_messages,
+                    frozenset({raw_topic("litellm", settings.topic_prefix)}))
 
 
 def _detector_count(stage: DetectStage) -> int:
@@ -166,7 +174,7 @@ def register(app: faust.App, settings: Any, config_raw: dict | None = None) -> W
         ctx.ingest = IngestLoop(
             settings.brokers, names.raw, f"{app.conf.id}-ingest", names.partials, names.rejects,
             IngestStage(load_config(settings.config).lateness), session_timeout=settings.session_timeout,
-            on_done=ctx.ingested)
+            on_done=ctx.ingested, lookback=_lookback(settings))
         ctx.ingest.set_detecting(any(tp.endswith(f"{names.partials}/0") for tp in ctx.assigned()))
         await ctx.ingest.run()
 

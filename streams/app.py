@@ -40,6 +40,10 @@ class WorkerSettings(Settings):
     app_id: str = Field("gatewatch-worker", validation_alias="GATEWATCH_APP_ID")
     # The online anomaly models, as `gatewatch replay` runs them (off: rules only, like --no-models).
     models: bool = Field(True, validation_alias="GATEWATCH_MODELS")
+    # How much of a raw.litellm partition ingest reads again when it takes it over, to recall the
+    # request ids counted there (streams.ingest.LookBack: why 300 s); 0 turns it off.
+    dedup_lookback_seconds: float = Field(300.0, validation_alias="GATEWATCH_DEDUP_LOOKBACK_SECONDS")
+    dedup_lookback_messages: int = Field(2000, validation_alias="GATEWATCH_DEDUP_LOOKBACK_MESSAGES")
 
 
 def create_app(settings: WorkerSettings, *, register: bool = True, config_raw: dict | None = None) -> faust.App:

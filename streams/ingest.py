@@ -14,6 +14,13 @@ One ``getmany`` is one unit of work: parse every message (``streams.stages.Inges
 send each one's partials message, wait for all the acks (while the next fetch is parsed),
 commit. Per-record work stays in
 ``models/`` and the parsers; what is left here is per raw message (hundreds of records).
+
+Cross-source request dedup (``IngestStage``) remembers ids in this process only. Before the
+first message it ingests from a partition it did not read up to there itself (at start, or
+taken over in a rebalance), the loop reads that partition's tail just below it again
+(:class:`LookBack`, a consumer of no group) and recalls its request ids: the second copy of a
+request whose first was counted by the previous owner is then dropped, as it would have been
+there. Kafka is the only record of what was ingested; nothing else is stored or coordinated.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +37,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from connectors.kafka import HEADER_BATCH, HEADER_SOURCE
+from connectors.kafka import HEADER_BATCH, HEADER_SOURCE, read_back
 from streams.assignor import weighted_assignor
 from streams.stages import IngestStage, RawBatch
 
-__all__ = ["IngestLoop"]
+__all__ = ["IngestLoop", "LookBack"]
 
 log = logging.getLogger("gatewatch.worker.ingest")
 MAX_FETCH = 8 << 20  # a raw batch is <= 256 KB; a fetch carries many
@@ -44,6 +52,29 @@ FETCH_WAIT_MS = 100
 # does not keep the detect agent and /health off the event loop for long.
 FETCH_RECORDS = 32
 STOP_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LookBack:
+    """How much of a raw partition is read again, below the first message ingested from it after
+    a takeover, to recall the request ids counted there: ``seconds`` before that message's
+    timestamp, at most ``messages`` messages, only on ``topics`` (``None``: every raw topic).
+
+    300 s: the SpendLogs tailer sends a row at most its overlap (120 s) plus a poll (5 s) after
+    the newest row it has seen (a later row is never sent), and the callback trails the request
+    by LiteLLM's batch flush (seconds), so the copies of a request lie well within 300 s of each
+    other; typically tens of seconds. ``messages`` bounds the cost when timestamps are missing or
+    a window is unusually dense (2,000: ~6x what 300 s hold at a callback post a second and a
+    SpendLogs poll every 5 s per partition). ``GATEWATCH_DEDUP_LOOKBACK_SECONDS`` /
+    ``_MESSAGES``; 0 turns the look-back off.
+    """
+
+    seconds: float = 300.0
+    messages: int = 2000
+    topics: frozenset[str] | None = None
+
+    def covers(self, topic: str) -> bool:
+        return self.seconds > 0 and self.messages > 0 and (self.topics is None or topic in self.topics)
 
 
 @dataclass(slots=True)
@@ -61,12 +92,13 @@ class IngestLoop:
     ``on_done(msg, rejects)`` is called once per raw message after its output was
     acknowledged (counters, metrics). ``assignment()`` and ``lag()`` feed ``/health``.
     ``request_timeout``: how long a partials send waits for the broker's ack before it
-    counts as failed (aiokafka's default, 40 s).
+    counts as failed (aiokafka's default, 40 s). ``lookback``: see :class:`LookBack`.
     """
 
     def __init__(self, brokers: list[str], topics: tuple[str, ...], group: str, partials: str, rejects: str,
                  stage: IngestStage, *, session_timeout: float = 30.0, request_timeout: float = 40.0,
-                 on_done: Callable[[dict, list[dict]], None] | None = None) -> None:
+                 on_done: Callable[[dict, list[dict]], None] | None = None, lookback: LookBack = LookBack(),
+                 ) -> None:
         self.topics, self.partials, self.rejects, self.stage = topics, partials, rejects, stage
         self.on_done = on_done or (lambda msg, rejects: None)
         session_ms = int(session_timeout * 1000)
@@ -81,9 +113,16 @@ class IngestLoop:
         self.producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", enable_idempotence=False,
                                          linger_ms=2, max_request_size=MAX_FETCH, client_id=f"{group}-producer",
                                          request_timeout_ms=int(request_timeout * 1000))
+        # Reads look-backs (``_recall``); of no group, so it takes no part in the rebalances.
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=brokers, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=MAX_FETCH, fetch_max_wait_ms=FETCH_WAIT_MS,
+            client_id=f"{group}-lookback")
+        self.lookback = lookback
         self.retry_seconds = 1.0
         self._started = False
         self._position: dict[TopicPartition, int] = {}  # next offset to ingest, per partition read
+        self._read_to: dict[TopicPartition, int] = {}  # offset after the last message ingested, per partition
 
     async def run(self) -> None:
         """Consume until cancelled; stops the clients (what is not committed is read again).
@@ -92,6 +131,7 @@ class IngestLoop:
         fetch ``n``; ``n`` is committed once its acks are in, before ``n + 1`` is settled.
         """
         await self.producer.start()
+        await self.reader.start()
         await self.consumer.start()
         self._started = True
         in_flight: _Sent | None = None
@@ -107,16 +147,18 @@ class IngestLoop:
             if in_flight is not None:  # a graceful stop commits what the broker acknowledged
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(self._settle(in_flight, None), STOP_SECONDS)
-            await asyncio.gather(self.consumer.stop(), self.producer.stop(), return_exceptions=True)
+            await asyncio.gather(self.consumer.stop(), self.producer.stop(), self.reader.stop(),
+                                 return_exceptions=True)
 
     async def _send(self, records: dict[TopicPartition, list[Any]]) -> _Sent:
         sent = _Sent({tp: (messages[0].offset, messages[-1].offset + 1) for tp, messages in records.items()})
         for tp, messages in records.items():
+            if self._taken_over(tp, messages[0].offset):
+                await self._recall(tp, messages[0])
+            self._read_to[tp] = messages[-1].offset + 1
             high = self.consumer.highwater(tp)
             for m in messages:
-                msg, rejected = self.stage.ingest(RawBatch(
-                    tp.topic, tp.partition, m.offset, m.value,
-                    _header(m.headers, HEADER_BATCH), _header(m.headers, HEADER_SOURCE)))
+                msg, rejected = self.stage.ingest(_raw_batch(tp, m))
                 # The watermark may skip a quiet input, never one with more to read.
                 msg["caught_up"] = high is None or m.offset + 1 >= high
                 for r in rejected:
@@ -125,6 +167,32 @@ class IngestLoop:
                 sent.done.append((msg, rejected))
                 await asyncio.sleep(0)  # a raw message is the unit of work: let detect and /health in
         return sent
+
+    def _taken_over(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether what lies below ``offset`` was ingested by someone else (another worker, this
+        process before a restart) or by nobody (a new group, the log's start): the messages
+        below ``_read_to`` were ingested here, with their ids in memory, so a partition kept
+        across a rebalance, or read again after a failed send, is not read back."""
+        read_to = self._read_to.get(tp)
+        return (read_to is None or offset > read_to) and self.lookback.covers(tp.topic)
+
+    async def _recall(self, tp: TopicPartition, first: Any) -> None:
+        """Remember the request ids of the look-back below ``first``; counts and sends nothing."""
+        started, ids = time.perf_counter(), 0
+        since = first.timestamp - int(self.lookback.seconds * 1000)
+        try:
+            messages = await read_back(self.reader, tp, first.offset, since_ms=since,
+                                       max_messages=self.lookback.messages)
+        except KafkaError as exc:  # ingest goes on; a request counted before the takeover may count twice
+            log.warning("look-back not read", extra={"kv": {"partition": f"{tp.topic}/{tp.partition}",
+                                                            "error": repr(exc)}})
+            return
+        for m in messages:
+            ids += self.stage.recall(_raw_batch(tp, m))
+            await asyncio.sleep(0)
+        log.info("look-back read: request ids recalled", extra={"kv": {
+            "partition": f"{tp.topic}/{tp.partition}", "below": first.offset, "messages": len(messages),
+            "ids": ids, "seconds": round(time.perf_counter() - started, 3)}})
 
     async def _settle(self, sent: _Sent, after: _Sent | None) -> bool:
         """Wait for ``sent``'s acks and commit it; on a failure seek back (``after`` too)."""
@@ -180,6 +248,11 @@ class IngestLoop:
             if high is not None and pos is not None:
                 out[f"{tp.topic}/{tp.partition}"] = max(high - pos, 0)
         return out
+
+
+def _raw_batch(tp: TopicPartition, m: Any) -> RawBatch:
+    return RawBatch(tp.topic, tp.partition, m.offset, m.value, _header(m.headers, HEADER_BATCH),
+                    _header(m.headers, HEADER_SOURCE))
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -87,6 +87,10 @@ class IngestStage:
     carry a request). A request id is remembered with the raw message it came from, so the
     same message read again (at least once) is not taken for a duplicate of itself.
 
+    The ids ingested before this stage existed (by another worker, or by this one before a
+    restart) are not in its memory: :meth:`recall` puts back those of the raw messages just
+    below where a partition's reading resumes (``streams.ingest.LookBack``).
+
     Live, the wall clock is the reference for time: an event more than ``max_ahead`` seconds
     ahead of it is rejected ``future_timestamp`` (replay, with no such reference, judges each
     file against its own events: ``models/clock.py``). ``max_ahead=None`` turns the check off.
@@ -97,9 +101,10 @@ class IngestStage:
         self.lateness, self.max_ahead, self.clock = lateness, max_ahead, clock
         self.requests = RecentKeys(capacity)
         self.duplicates = 0
+        self.recalled = 0  # request ids put back in memory by ``recall``
 
     def ingest(self, raw: RawBatch) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        origin = f"{raw.topic}/{raw.partition}/{raw.offset}"
+        origin = _origin(raw)
 
         def duplicate(ev: Event) -> bool:  # ``ingest_batch`` asks this of requests only
             if not self.requests.seen_elsewhere(ev.request_id, origin):
@@ -107,8 +112,31 @@ class IngestStage:
             self.duplicates += 1
             return True
 
-        not_after = None if self.max_ahead is None else self.clock() + self.max_ahead
-        return ingest_batch(raw, self.lateness, duplicate, not_after)
+        return ingest_batch(raw, self.lateness, duplicate, self._not_after())
+
+    def recall(self, raw: RawBatch) -> int:
+        """Remember the request ids of a raw message ingested before, with that message as their
+        origin; count and emit nothing (the partials are thrown away). Parsed as :meth:`ingest`
+        parses, so an id is recalled exactly when ingesting the message would have remembered it,
+        and that message read again later is not a duplicate of itself. Returns the ids read."""
+        origin, ids = _origin(raw), []
+
+        def remember(ev: Event) -> bool:
+            if ev.request_id:
+                self.requests.seen_elsewhere(ev.request_id, origin)
+                ids.append(ev.request_id)
+            return True  # counted by whoever ingested the message: dropped here
+
+        ingest_batch(raw, self.lateness, remember, self._not_after())
+        self.recalled += len(ids)
+        return len(ids)
+
+    def _not_after(self) -> float | None:
+        return None if self.max_ahead is None else self.clock() + self.max_ahead
+
+
+def _origin(raw: RawBatch) -> str:
+    return f"{raw.topic}/{raw.partition}/{raw.offset}"
 
 
 def _reject(raw: RawBatch, line: bytes, rej: Rejected) -> dict[str, Any]:

@@ -51,8 +51,9 @@ def _loop(bootstrap: str, prefix: str, done: list, **kw) -> IngestLoop:
                       session_timeout=6.0, on_done=lambda msg, rejects: done.append((msg, rejects)), **kw)
 
 
-async def _committed(bootstrap: str, prefix: str, partitions: int = 2) -> list[int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{prefix}-ingest")
+async def _committed(bootstrap: str, prefix: str, partitions: int = 2,
+                     group: str | None = None) -> list[int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group or f"{prefix}-ingest")
     await consumer.start()
     try:
         topic = raw_topic("litellm", prefix)

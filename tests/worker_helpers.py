@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -34,6 +35,19 @@ def litellm_payload(ts: float, ok: bool = True, provider: str = "openai", model:
         rec["error_information"] = {"error_code": "503", "error_class": "ServiceUnavailableError",
                                     "llm_provider": provider}
     return orjson.dumps(rec)
+
+
+def spendlog_row(ts: float, request_id: str, team: str = "support") -> bytes:
+    """The ``"LiteLLM_SpendLogs"`` row of the request ``litellm_payload(ts, request_id=...)`` posts,
+    as ``tail litellm-db`` sends it (CONTRACT §2; Prisma's naive UTC times)."""
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None).isoformat()
+
+    return orjson.dumps({"request_id": request_id, "call_type": "acompletion", "spend": 0.001,
+                         "total_tokens": 100, "startTime": iso(ts - 1.0), "endTime": iso(ts),
+                         "model": "gpt-4o", "model_group": "gpt-4o", "custom_llm_provider": "openai",
+                         "status": "success",
+                         "metadata": {"user_api_key_team_alias": team, "user_api_key_alias": f"{team}-svc"}})
 
 
 def simulate_small(out: Path, incidents: str = "provider_outage", hours: float = 1.5) -> list[str]:

@@ -322,6 +322,54 @@ def test_iso_timestamps(text: str, expected: float) -> None:
     assert iso_epoch(text) == pytest.approx(expected, abs=1e-6)
 
 
+def _datetime_epoch(text: str) -> float | str:
+    """What ``iso_epoch`` answered before its same-minute shortcut: datetime alone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return "rejected"
+    if moment.tzinfo is None:
+        return (moment - datetime(1970, 1, 1)).total_seconds()
+    return moment.timestamp()
+
+
+def _iso_or_rejected(text: str) -> float | str:
+    try:
+        return iso_epoch(text)
+    except ValueError:
+        return "rejected"
+
+
+# Seconds, fractions and the characters around them, valid and not: the shortcut must answer
+# exactly as datetime does (or leave the text to it), to the last bit of the float.
+_TAILS = ["00Z", "59Z", "60Z", "5Z", "07.Z", "07.1Z", "07.123456Z", "07.1234567Z", "07.602910512Z",
+          "07.0000001Z", "07,5Z", "07.5z", "07.5", "07.5+00:00", "07.5+01:00", "07..5Z", "07.5 Z", "0٧.5Z",
+          "07.١Z", "07.-5Z", "7.5Z", "07.5ZZ", "070Z", "07.9999999999999Z", ""]
+
+
+@pytest.mark.parametrize("minute", ["2026-09-14T06:00", "1969-12-31T23:59", "2255-06-05T23:47", "9999-12-31T23:59",
+                                    "2026-W37-1T06:00", "2026-09-14 06:00"])
+def test_iso_same_minute_shortcut_is_datetime(minute: str) -> None:
+    # Each minute first through datetime (which teaches the shortcut the minute), then every tail
+    # after it twice: the second time the shortcut answers whenever it can.
+    for tail in ["00Z", *_TAILS, *_TAILS]:
+        text = f"{minute}:{tail}"
+        assert _iso_or_rejected(text) == _datetime_epoch(text), text
+
+
+def test_iso_same_minute_shortcut_random_times() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        moment = datetime.fromtimestamp(rng.uniform(0, 4e9), timezone.utc)
+        digits = str(rng.randrange(10**9)).zfill(9)[: rng.randrange(0, 10)]
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S") + ("." + digits if digits else "") + "Z"
+        assert iso_epoch(text) == _datetime_epoch(text), text
+        text = text[:17] + f"{rng.randrange(60):02d}" + text[19:]  # another second of the same minute
+        assert iso_epoch(text) == _datetime_epoch(text), text
+
+
 def test_epoch_values() -> None:
     assert to_epoch(1787311389.934, "t") == 1787311389.934
     assert to_epoch(1787311389934, "t") == pytest.approx(1787311389.934)  # milliseconds

@@ -30,9 +30,9 @@ EVENT_ORDER = (
 if tuple(field.name for field in fields(Event))[: len(EVENT_ORDER)] != EVENT_ORDER:
     raise ImportError("models.events.Event changed its field order: update the Event(...) calls in connectors/")
 
-_NAIVE_EPOCH = datetime(1970, 1, 1)
+_NAIVE_EPOCH: Final = datetime(1970, 1, 1)
 _MS_EPOCH: Final = 1e11  # a number above this is epoch milliseconds (1e11 s is the year 5138)
-_fromisoformat = datetime.fromisoformat
+_fromisoformat: Final = datetime.fromisoformat
 
 
 def iso_epoch(text: str) -> float:

@@ -23,7 +23,7 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, Any, NamedTuple, Union
+from typing import IO, Any, Final, NamedTuple, Union
 
 import orjson
 
@@ -38,7 +38,7 @@ RAW_PREFIX = 200  # bytes of a rejected line kept for the rejects file
 _BUFFER = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
-_loads = orjson.loads
+_loads: Final = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 

@@ -40,7 +40,7 @@ from models.events import (
 
 __all__ = ["classify_line", "parse_flyctl", "parse_nats", "text_signal"]
 
-_EMPTY: dict[str, Any] = {}
+_EMPTY: Final[dict[str, Any]] = {}
 _ERROR_LEVELS: Final = frozenset({"error", "critical", "fatal"})
 _EXIT_CODE: Final = re.compile(r"exited with exit code (-?\d+)")
 # Signals that mean something is wrong; the rest (access lines aside) are ok.

@@ -20,7 +20,7 @@ a ``data`` list is an API page (Langfuse ``{data, meta}``, Fly ``{data, meta}``)
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 import orjson
 
@@ -131,10 +131,11 @@ def _check_labels(event: Event) -> None:
 
 # Plausible event times: 2000-01-01 to 2100-01-01. Beyond them a timestamp is a unit or clock error
 # (epoch microseconds, a year 9999), and one such event would move event time years ahead.
-MIN_TS, MAX_TS = 946684800.0, 4102444800.0
+MIN_TS: Final = 946684800.0
+MAX_TS: Final = 4102444800.0
 
 
-_MAX_SQUARE = 1e26  # |each number| < 1e13: no request costs $10^13 or takes 10^13 tokens; a TB gauge is 1e12
+_MAX_SQUARE: Final = 1e26  # |each number| < 1e13: no request costs $10^13 or takes 10^13 tokens; a TB gauge is 1e12
 
 
 def _check_numbers(event: Event) -> None:

@@ -20,7 +20,7 @@ from models.redaction import redact
 
 __all__ = ["parse_observation", "parse_trace"]
 
-_EMPTY: dict[str, Any] = {}
+_EMPTY: Final[dict[str, Any]] = {}
 _KEY_PREFIX: Final = "litellm:"  # generation name LiteLLM gives: "litellm:<key alias>" (8 characters)
 
 

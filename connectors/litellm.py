@@ -36,7 +36,7 @@ from models.events import (
 
 __all__ = ["error_class_in", "http_status", "log_event", "parse_json_log", "parse_payload", "parse_spendlog"]
 
-_EMPTY: dict[str, Any] = {}
+_EMPTY: Final[dict[str, Any]] = {}
 MESSAGE_CHARS: Final = 300  # enough to explain an alert; a stack trace is not
 
 # Exception class → HTTP status when the record carries no numeric code (LiteLLM's exception

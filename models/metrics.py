@@ -10,7 +10,7 @@ notification: "p95 6.1 s (baseline 2.2 s)".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Final
 
 from models.windows import Bucket, quantile
 
@@ -203,7 +203,7 @@ def gauge_mean(w: Bucket, base: Bucket | None, minutes: int, base_minutes: int =
     return Reading(mean, w.gauge_n, w.gauge_n, mean, None)
 
 
-METRICS: dict[str, Metric] = {
+METRICS: Final[dict[str, Metric]] = {
     "5xx_rate": five_xx_rate,
     "error_rate": error_rate,
     "rate_limited": rate_limited,

@@ -42,7 +42,7 @@ APP: Final = "app"
 TRACING: Final = "tracing"
 GAUGE: Final = "gauge"
 
-_LOG_COUNTERS = {
+_LOG_COUNTERS: Final = {
     SIG_OOM: "oom", SIG_CRASH: "crash", SIG_CLEAN_EXIT: "clean_exit", SIG_START: "start",
     SIG_PROXY_ERROR: "proxy_error", SIG_APP_ERROR: "app_error",
     SIG_CLICKHOUSE_ERROR: "clickhouse_errors", SIG_INGEST_BATCH: "ingest_batches",

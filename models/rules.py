@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from enum import Enum
+from typing import Final
 
 from models.metrics import METRICS, QUANTILE_METRICS, Reading
 
@@ -300,4 +301,4 @@ def check_rule(name: str, spec: dict) -> None:
         raise ValueError(f"rule {name}: unknown metric {spec['metric']!r}")
 
 
-SPEND_METRICS = ("spend_today", "spend_today_ratio")
+SPEND_METRICS: Final = ("spend_today", "spend_today_ratio")

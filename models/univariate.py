@@ -67,17 +67,17 @@ from __future__ import annotations
 import math
 from array import array
 from datetime import datetime, timezone
-from typing import ClassVar
+from typing import ClassVar, Final
 
 __all__ = ["UnivariateDetector"]
 
 # seasonal profiles as (period, slot length) in seconds: hour of day, hour of week; their
 # slots are kept one after the other in one float array
-_SEASONS = ((86400.0, 3600.0), (604800.0, 3600.0))
-_FIRST_SLOT = (0, 24)
-_ALL_SLOTS = 24 + 168
-_EPOCH_MONDAY = 3 * 86400.0  # 1970-01-01 was a Thursday
-_LN10 = math.log(10.0)
+_SEASONS: Final = ((86400.0, 3600.0), (604800.0, 3600.0))
+_FIRST_SLOT: Final = (0, 24)
+_ALL_SLOTS: Final = 24 + 168
+_EPOCH_MONDAY: Final = 3 * 86400.0  # 1970-01-01 was a Thursday
+_LN10: Final = math.log(10.0)
 # state added by each version, filled in from a fresh detector when an older state loads
 _ADDED_IN = {4: ("refractory", "escalate", "since_alarm", "alarm"),
              5: ("record_bits", "record_tol", "record_after", "lo", "hi", "since_record")}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pickle
 
-from models.windows import _COUNTERS, Bucket, SeriesWindow
+from models.windows import _COUNTERS, Bucket, SeriesWindow, bin_key, bin_value, quantile
 
 
 def test_merge_and_subtract_cover_every_counter() -> None:
@@ -71,3 +71,33 @@ def test_histogram_bins_share_one_key_object():
     (k3,) = shipped.latency
     assert k3 is k1
     assert bin_key(10_000) == 10_000  # outside the table: a plain int, equal all the same
+
+
+def _ascending_quantile(hist: dict[int, int], q: float) -> float | None:
+    """The quantile as it was first written: sort the bins, count up from the bottom."""
+    total = sum(hist.values())
+    if total == 0:
+        return None
+    rank, seen = q * (total - 1), 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if seen > rank:
+            return bin_value(b)
+    return bin_value(max(hist))
+
+
+def test_quantile_from_the_top_is_the_ascending_count() -> None:
+    # Random histograms (empty, one bin, gaps, zero counts, bins outside the shared-key table) and
+    # quantiles, the rules' and odd ones: the top-down walk stops at the very same bin.
+    import random
+
+    rng = random.Random(11)
+    for _ in range(50_000):
+        hist: dict[int, int] = {}
+        centre = rng.randrange(-120, 320)
+        for _ in range(rng.randrange(0, 30)):
+            b = bin_key(centre + int(rng.expovariate(0.2)) * rng.choice((1, -1)))
+            hist[b] = hist.get(b, 0) + rng.choice((1, 1, 1, 2, 7, 100, 0))
+        q = rng.choice((0.95, 0.5, 0.99, 0.0, 1.0, 0.05, rng.random(), 1.5, -0.2))
+        assert quantile(hist, q) == _ascending_quantile(hist, q), (hist, q)
+    assert quantile({bin_key(3): 1}, float("nan")) == bin_value(3)  # NaN: as the ascending count

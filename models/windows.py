@@ -58,24 +58,30 @@ def quantile(hist: dict[Any, int], q: float) -> float | None:
     top. The count from the bottom at a bin is the total less what lies above it, so this is the
     bin an ascending count stops at, by the same comparison.
     """
-    total = sum(hist.values())
+    total = 0
+    top = -(1 << 30)  # below every bin (latency_bin(0) is -89)
+    for key, count in hist.items():  # one pass for the total and the top bin, native ints
+        total += count
+        b: int = key
+        if b > top:
+            top = b
     if total == 0:
         return None
     rank = q * (total - 1)
     if not rank < total:  # q > 1 (or NaN): no bin passes; the ascending count ended on the last
-        return bin_value(max(hist))
+        return bin_value(top)
     if rank < 0:
         return bin_value(min(hist))
-    b = answer = max(hist)
+    b = answer = top
     above = 0
     while above < total:  # below the lowest sample no bin can pass (the count there is 0 <= rank)
         # (keys typed loosely: compiled, a bin's shared key object finds its entry by identity)
-        count = hist.get(bin_key(b))
-        if count is not None:
+        found = hist.get(bin_key(b))
+        if found is not None:
             if not total - above > rank:
                 break
             answer = b
-            above += count
+            above += found
         b -= 1
     return bin_value(answer)
 
@@ -255,14 +261,17 @@ def _subtract_counters(a: Bucket, b: Bucket) -> None:
 # for each bin under -5: the bins of calls under 0.9 s), where plain objects are moved as they are.
 def _add_hist(hist: dict[Any, Any], other: dict[Any, Any]) -> None:
     for b, n in other.items():
-        hist[b] = hist.get(b, 0) + n
+        count: int = n  # counts as native ints: the additions are not generic calls
+        have: int = hist.get(b, 0)
+        hist[b] = have + count
 
 
 def _subtract_hist(hist: dict[Any, Any], other: dict[Any, Any]) -> None:
     for b, n in other.items():
-        left = hist.get(b, 0) - n
-        if left > 0:
-            hist[b] = left
+        count: int = n
+        have: int = hist.get(b, 0)
+        if have > count:
+            hist[b] = have - count
         else:
             hist.pop(b, None)
 

@@ -18,7 +18,6 @@ from typing import Final, IO, Iterable, Iterator
 import orjson
 
 from connectors.files import iter_file
-from connectors.recent import RecentKeys
 from gatewatch.merge import merge_by_time
 from models.clock import FUTURE, SourceClock
 from models.config import Config
@@ -121,13 +120,33 @@ TOO_LATE = "too_late"
 
 
 class Deduper:
-    """Drops a request seen twice (the callback and SpendLogs both carry it)."""
+    """Drops a request seen twice (the callback and SpendLogs both carry it), among the last
+    ``capacity`` request ids: ``connectors.recent.RecentKeys.seen`` (first seen, first forgotten),
+    written out on a set and a ring of ids, so that it runs compiled once per request."""
 
     def __init__(self, capacity: int = 200_000) -> None:
-        self.recent = RecentKeys(capacity)
+        self.capacity = capacity
+        self.ids: set[str] = set()
+        self.ring: list[str] = []  # the remembered ids in the order first seen, from ``oldest`` on
+        self.oldest = 0
 
     def duplicate(self, ev: Event) -> bool:
-        return ev.kind == REQUEST and self.recent.seen(ev.request_id)
+        if ev.kind != REQUEST:
+            return False
+        key = ev.request_id
+        if not key:
+            return False
+        if key in self.ids:
+            return True
+        self.ids.add(key)
+        ring = self.ring
+        if len(ring) < self.capacity:
+            ring.append(key)
+        else:  # full: the oldest id makes room
+            self.ids.discard(ring[self.oldest])
+            ring[self.oldest] = key
+            self.oldest = (self.oldest + 1) % self.capacity
+        return False
 
 
 class Pacer:

@@ -49,3 +49,23 @@ def test_ties_go_to_the_earlier_file_then_file_order() -> None:
     b = [Event(1.0, REQUEST, "b", request_id=f"b{i}") for i in range(3)]
     got = [ev.request_id for batch in merge_by_time([iter([b[:2], b[2:]]), iter([a])]) for ev in batch]
     assert got == ["b0", "b1", "b2", "a0", "a1", "a2"]
+
+
+def test_replay_deduper_forgets_as_recent_keys_does() -> None:
+    # Replay's request dedup is RecentKeys.seen written out (a set and a ring): the same answers,
+    # forgetting the oldest id first, over a long random stream with a small memory.
+    from connectors.recent import RecentKeys
+    from gatewatch.replay import Deduper
+
+    rng = random.Random(5)
+    for capacity in (1, 2, 7, 50):
+        deduper, recent = Deduper(capacity), RecentKeys(capacity)
+        answers = []
+        for _ in range(5_000):
+            rid = rng.choice(["", f"r{rng.randrange(3 * capacity + 3)}"])
+            kind = rng.choice([REQUEST, REQUEST, "log"])
+            ev = Event(1.0, kind, "litellm", request_id=rid)
+            expected = kind == REQUEST and recent.seen(rid)
+            answers.append(deduper.duplicate(ev))
+            assert answers[-1] == expected, (capacity, rid)
+        assert any(answers) and not all(answers)

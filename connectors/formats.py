@@ -28,9 +28,11 @@ from connectors.fly import parse_flyctl, parse_nats
 from connectors.langfuse import parse_observation, parse_trace
 from connectors.litellm import parse_json_log, parse_payload, parse_spendlog
 from connectors.infra import parse_metric, parse_probe, parse_request_log
-from models.events import Event, Rejected
+from models.clock import FUTURE
+from models.events import REQUEST, Event, Rejected
+from models.partials import ByCloseMinute
 
-__all__ = ["parse_bytes", "parse_one", "parse_record", "parser_for", "records", "route"]
+__all__ = ["fold_lines", "parse_bytes", "parse_one", "parse_record", "parser_for", "records", "route"]
 
 Parser = Callable[[dict[str, Any]], Event]
 # A wrong type anywhere in a record shows up as one of these inside a parser.
@@ -114,6 +116,31 @@ def _parse_fly_api_item(obj: dict[str, Any]) -> Event:
     if type(attributes) is not dict or parser_for(attributes) is not parse_flyctl:
         raise Rejected("unknown_format", "attributes is not a Fly log entry")
     return parse_flyctl(attributes)
+
+
+def fold_lines(lines: list[bytes], folder: ByCloseMinute, not_after: float | None = None,
+               duplicate: Callable[[Event], bool] | None = None) -> list[tuple[bytes, Rejected]]:
+    """Parse raw lines and fold their events into ``folder``: the per-line loop of the worker's
+    ingest (``streams.stages.ingest_batch``), here so that it runs compiled. Returns each line
+    that was rejected, with why: a line no parser takes, or an event stamped after ``not_after``
+    (``future_timestamp``). ``duplicate(ev)``, asked of each request, drops the ones already counted.
+    """
+    rejected: list[tuple[bytes, Rejected]] = []
+    for line in lines:
+        try:
+            parsed = parse_bytes(line)
+        except Rejected as rej:
+            rejected.append((line, rej))
+            continue
+        for ev in parsed:
+            if not_after is not None and ev.ts > not_after:
+                rejected.append((line, Rejected(
+                    FUTURE, f"{ev.kind} at {ev.ts:.3f} is ahead of the service's clock ({not_after:.0f})")))
+                continue
+            if duplicate is not None and ev.kind == REQUEST and duplicate(ev):
+                continue
+            folder.add(ev)
+    return rejected
 
 
 def _check_labels(event: Event) -> None:

@@ -19,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.formats import parse_bytes
+from connectors.formats import fold_lines
 from connectors.kafka import decode_batch
 from connectors.recent import RecentKeys
 from models.engine import Engine
-from models.events import REQUEST, Event, Rejected
-from models.clock import FUTURE
+from models.events import Event, Rejected
 from models.partials import ByCloseMinute
 from models.redaction import redact
 from streams.watermark import Watermark
@@ -60,23 +59,8 @@ def ingest_batch(raw: RawBatch, lateness: float = 30.0, duplicate: Callable[[Eve
     it in at the same point of event time as replay's (:meth:`DetectStage.on_tick`).
     """
     folder = ByCloseMinute(lateness)
-    add = folder.add
-    rejects = []
     lines = decode_batch(raw.value)
-    for line in lines:
-        try:
-            parsed = parse_bytes(line)
-        except Rejected as rej:
-            rejects.append(_reject(raw, line, rej))
-            continue
-        for ev in parsed:
-            if not_after is not None and ev.ts > not_after:
-                rejects.append(_reject(raw, line, Rejected(
-                    FUTURE, f"{ev.kind} at {ev.ts:.3f} is ahead of the service's clock ({not_after:.0f})")))
-                continue
-            if duplicate is not None and ev.kind == REQUEST and duplicate(ev):
-                continue
-            add(ev)
+    rejects = [_reject(raw, line, rej) for line, rej in fold_lines(lines, folder, not_after, duplicate)]
     msg = {"id": [raw.topic, raw.partition, raw.offset], "batch": raw.batch_id, "records": len(lines),
            **folder.drain()}
     return msg, rejects

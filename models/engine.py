@@ -225,16 +225,23 @@ class Engine:
             self._absorb_meta(self.acc.drain_meta())
 
     def _absorb_meta(self, meta: dict) -> None:
-        admitted = self.acc.cardinality.admitted  # side facts only for names under the cap
+        # Side facts only for names under the cap: admitted now, or counted as themselves when
+        # their buckets came in (they have a series). The worker applies buckets as they arrive
+        # and side facts only at their minute's close, later: by then the cap's generations may
+        # have moved on without them (tick() on closes, with every bucket already in), and their
+        # spend went to ~other.
         for dim, value, labels in meta.get("implied", ()):
-            if admitted(dim, value):
+            if self._admitted(dim, value):
                 self.incidents.imply(dim, value, labels)
         for day, team, usd in meta.get("spend", ()):
-            self.spend[(day, team if admitted("team", team) else OVERFLOW)] += usd
+            self.spend[(day, team if self._admitted("team", team) else OVERFLOW)] += usd
         for day, team, usd in meta.get("reported", ()):
             self.reported_spend[(day, team)] = max(self.reported_spend.get((day, team), 0.0), usd)
         for team, usd in meta.get("budgets", ()):
             self.reported_budget[team] = usd
+
+    def _admitted(self, dim: str, value: str) -> bool:
+        return self.acc.cardinality.admitted(dim, value) or (dim, value) in self.series
 
     # --- closing a minute: judge every series -------------------------------------------
     def close_minute(self, minute: int) -> list[dict]:

@@ -151,3 +151,30 @@ def test_ingest_rejects_events_ahead_of_the_service_clock(sim_files):
     assert msg["events"] == len(lines) and msg["max_ts"] < now
     msg_off, rejects_off = IngestStage(max_ahead=None).ingest(batch)
     assert rejects_off == [] and msg_off["events"] == len(lines) + 1
+
+
+def test_spend_that_arrives_ahead_of_detection_keeps_its_team(tmp_path):
+    """The worker applies buckets as they arrive and spend only at its minute's close. When every
+    bucket of a long stretch is in before detection catches up (a backlog, a replayed topic), the
+    cap's generations move on at the closes (every 180 min) with no new leaf to renew the teams,
+    and the spend applied after two of them went to ``~other`` (a 12 h bench: $834 of daily spend
+    where replay counted $700). Each team's daily spend must be replay's."""
+    import gzip
+
+    start = 1_789_344_000.0  # 2026-09-14 00:00 UTC
+    lines = [orjson.dumps({
+        "id": f"req-{i}", "startTime": start + 60 * i - 1.0, "endTime": start + 60 * i, "response_cost": 0.5,
+        "model": "gpt-4o", "custom_llm_provider": "openai", "status": "success", "total_tokens": 10,
+        "metadata": {"user_api_key_team_alias": ("alpha", "beta")[i % 2], "user_api_key_alias": f"key-{i % 2}"},
+    }) for i in range(8 * 60)]  # 8 h: past two generations of the cap (idle_minutes 360 / 2)
+    path = tmp_path / "litellm.ndjson.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    reference = Engine()
+    replay_notes([str(path)], engine=reference)
+    stage = DetectStage.new(Engine(), idle_seconds=5)
+    for n in range(0, len(lines), 30):  # every message in before detection moves
+        msg, _ = ingest_batch(RawBatch("raw.litellm", 0, n // 30, b"\n".join(lines[n:n + 30])))
+        stage.on_partials(orjson.loads(orjson.dumps(msg)), 0.0)
+    stage.on_tick(100.0)  # the input has ended: detection catches up
+    assert reference.spend == {(20710, "alpha"): 120.0, (20710, "beta"): 120.0}
+    assert stage.engine.spend == reference.spend

@@ -22,7 +22,8 @@ import io
 import json
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from io import BytesIO
 from typing import IO, Any, Final, NamedTuple, Union
 
 import orjson
@@ -36,6 +37,8 @@ __all__ = ["MAX_LINE", "Item", "Reject", "UnreadableFile", "iter_file", "iter_li
 MAX_LINE = 1 << 20  # bytes; a LiteLLM payload with redacted messages is a few KiB
 RAW_PREFIX = 200  # bytes of a rejected line kept for the rejects file
 _BUFFER = 1 << 16
+_BLOCK: Final = 1 << 18  # decompressed bytes per block at most
+_GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # zlib reads the gzip header and checks its CRC
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _loads: Final = orjson.loads
@@ -61,21 +64,29 @@ def open_input(path: str | os.PathLike[str]) -> IO[bytes]:
 
 
 def iter_file(path: str | os.PathLike[str], max_line: int = MAX_LINE) -> Iterator[Item]:
-    """Every line of a record file as its events (one list per line) or a ``Reject``."""
+    """Every line of a record file as its events or a ``Reject``, in file order.
+
+    The good lines' events come in lists, one list per block read (a few dozen lines): a
+    reject ends the list before it, so the order of events and rejects is the file's.
+    """
     name = os.fspath(path)
-    stream, gzipped = _open(path)
-    with stream:
+    raw, gzipped = _open_raw(path)
+    with raw:
         if name.endswith(".gz") and not gzipped:
-            yield Reject("not_gzip", name, 0, stream.read(RAW_PREFIX), "no gzip magic bytes")
+            yield Reject("not_gzip", name, 0, raw.read(RAW_PREFIX), "no gzip magic bytes")
             return
-        yield from iter_lines(stream, name, max_line)
+        yield from _iter_blocks(_gunzip(raw) if gzipped else _blocks(raw), name, max_line)
 
 
 def iter_lines(stream: IO[bytes], name: str, max_line: int = MAX_LINE) -> Iterator[Item]:
     """Every line of an open binary stream as events or rejects; damage in the stream ends it."""
+    yield from _iter_blocks(_blocks(stream), name, max_line)
+
+
+def _iter_blocks(blocks: Iterator[bytes], name: str, max_line: int) -> Iterator[Item]:
     slow = _Slow(name, max_line)
     try:
-        yield from _decode(stream, name, max_line, slow)
+        yield from _decode(blocks, name, max_line, slow)
     except (EOFError, zlib.error, OSError) as error:
         yield from slow.finish()
         yield Reject(_damage(error), name, slow.line_no + 1, b"", str(error)[:200])
@@ -83,37 +94,108 @@ def iter_lines(stream: IO[bytes], name: str, max_line: int = MAX_LINE) -> Iterat
         yield from slow.finish()
 
 
-def _decode(stream: IO[bytes], name: str, max_line: int, slow: _Slow) -> Iterator[Item]:
-    # The hot loop: one readline, one orjson call and one dispatch per line. Anything unusual
-    # (a line that does not parse, an indented object in progress) goes to ``slow``.
-    readline, limit = stream.readline, max_line + 1
-    line_no = 0
-    while line := readline(limit):
-        slow.line_no = line_no = line_no + 1
-        if len(line) == limit and line[-1] != 10:  # no newline within the limit
-            yield _too_long(readline, limit, name, line_no, line)
-        elif slow.pending is not None:
-            yield from slow.line(line_no, line)
-        else:
-            try:
-                value = _loads(line)
-            except _JSONDecodeError:
-                yield from slow.line(line_no, line)
-                continue
-            if type(value) is dict and "data" not in value:
-                try:
-                    yield [parse_one(value)]
-                except Rejected as error:
-                    yield Reject(error.reason, name, line_no, line[:RAW_PREFIX], error.detail)
+def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
+    read = getattr(stream, "read1", stream.read)  # what is there: a pipe is not waited on to fill a block
+    while block := read(_BUFFER):
+        yield block
+
+
+def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file, in blocks: every member of it (``cat a.gz b.gz``),
+    zero padding after a member skipped (as ``gzip`` does). A file that ends inside a member
+    raises ``EOFError``; a bad header or CRC raises ``zlib.error``, after what came before."""
+    read = raw.read
+    unzip: Any = zlib.decompressobj(_GZIP_WBITS)
+    inside = True  # in a member (the file starts with one: its magic bytes were seen)
+    while data := read(_BUFFER):
+        while data:
+            if not inside:
+                data = data.lstrip(b"\x00")
+                if not data:
+                    break
+                unzip, inside = zlib.decompressobj(_GZIP_WBITS), True
+            block = unzip.decompress(data, _BLOCK)
+            if block:
+                yield block
+            if unzip.eof:
+                data, inside = unzip.unused_data, False
             else:
-                yield from _items(value, name, line_no, line)
+                data = unzip.unconsumed_tail
+    if inside:
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
 
 
-def _too_long(readline: Callable[[int], bytes], limit: int, name: str, line_no: int, head: bytes) -> Reject:
-    """Skip the rest of an over-long line in ``limit``-byte chunks: it never becomes one object."""
-    while (rest := readline(limit)) and rest[-1] != 10:
-        pass
-    return Reject("line_too_long", name, line_no, head[:RAW_PREFIX], f"over {limit - 1} bytes")
+def _decode(blocks: Iterator[bytes], name: str, max_line: int, slow: _Slow) -> Iterator[Item]:
+    # The hot loop: blocks cut into lines (``BytesIO`` iteration: memchr), one orjson call and one
+    # dispatch per line; the good lines' events gather in one list per block. Anything unusual (a
+    # line that does not parse, an indented object in progress, an over-long line) goes to ``_odd``.
+    tail = b""
+    skipping = False  # inside an over-long line: drop everything up to its newline
+    line_no = 0
+    for block in blocks:
+        if skipping:
+            at = block.find(b"\n")
+            if at < 0:
+                continue
+            block, skipping = block[at + 1:], False
+        events: list[Event] = []
+        tail_next = b""
+        for line in BytesIO(tail + block if tail else block):
+            if line[-1] != 10:  # the block ends inside this line
+                tail_next = line
+                break
+            slow.line_no = line_no = line_no + 1
+            if slow.pending is None and len(line) <= max_line:
+                try:
+                    value = _loads(line)
+                    if type(value) is dict and "data" not in value:
+                        events.append(parse_one(value))
+                        continue
+                except (_JSONDecodeError, Rejected):
+                    pass
+            if events:
+                yield events
+                events = []
+            for item in _odd(line, name, line_no, max_line, slow):
+                if type(item) is list:
+                    events.extend(item)
+                else:
+                    if events:
+                        yield events
+                        events = []
+                    yield item
+        tail = tail_next
+        if len(tail) > max_line:
+            slow.line_no = line_no = line_no + 1
+            if events:
+                yield events
+                events = []
+            yield from _odd(tail, name, line_no, max_line, slow)
+            tail, skipping = b"", True
+        if events:
+            yield events
+    if tail:
+        slow.line_no = line_no = line_no + 1
+        yield from _odd(tail, name, line_no, max_line, slow)
+
+
+def _odd(line: bytes, name: str, line_no: int, max_line: int, slow: _Slow) -> list[Item]:
+    """One line the fast path did not take, as the line-by-line reader took it (``line`` ends
+    with its newline, unless it is the last line of a file without one)."""
+    if len(line) > max_line and not (len(line) == max_line + 1 and line[-1] == 10):
+        return [Reject("line_too_long", name, line_no, line[:RAW_PREFIX], f"over {max_line} bytes")]
+    if slow.pending is not None:
+        return slow.line(line_no, line)
+    try:
+        value = _loads(line)
+    except _JSONDecodeError:
+        return slow.line(line_no, line)
+    if type(value) is dict and "data" not in value:
+        try:
+            return [[parse_one(value)]]
+        except Rejected as error:
+            return [Reject(error.reason, name, line_no, line[:RAW_PREFIX], error.detail)]
+    return _items(value, name, line_no, line)
 
 
 def _damage(error: BaseException) -> str:
@@ -242,6 +324,21 @@ def _json_error(text: bytes) -> str:
     except _JSONDecodeError as error:
         return str(error)[:200]
     return ""
+
+
+def _open_raw(path: str | os.PathLike[str]) -> tuple[IO[bytes], bool]:
+    """The file unbuffered (it is read in blocks), and whether it is gzip."""
+    try:
+        raw: IO[bytes] = open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        raise UnreadableFile(error.errno, f"cannot read {os.fspath(path)}: {error.strerror}") from error
+    try:
+        gzipped = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+    except OSError as error:
+        raw.close()
+        raise UnreadableFile(error.errno, f"cannot read {os.fspath(path)}: {error.strerror}") from error
+    return raw, gzipped
 
 
 def _open(path: str | os.PathLike[str]) -> tuple[IO[bytes], bool]:

@@ -157,6 +157,33 @@ def test_truncated_gzip(tmp_path: Path) -> None:
     assert rejects[0].line_no == len(events) + 1 or rejects[0].line_no == len(events) + 2
 
 
+def test_truncated_gzip_yields_every_line_before_the_cut(tmp_path: Path) -> None:
+    """A file cut just after a full flush: every line written before the flush comes out, then the reject."""
+    import zlib
+
+    lines = [orjson.dumps({**orjson.loads(GOOD), "n": i}) + b"\n" for i in range(300)]
+    packer = zlib.compressobj(wbits=31)
+    head = packer.compress(b"".join(lines[:200])) + packer.flush(zlib.Z_FULL_FLUSH)
+    path = tmp_path / "cut.ndjson.gz"
+    path.write_bytes(head + packer.compress(b"".join(lines[200:]))[:10])
+    events, rejects = read(path)
+    assert len(events) == 200
+    assert [(r.reason, r.line_no) for r in rejects] == [("truncated_gzip", 201)]
+
+
+def test_gzip_members_and_zero_padding(tmp_path: Path) -> None:
+    """``cat a.gz b.gz`` and a member followed by zero padding read as ``gzip`` reads them."""
+    one = gzip.compress(b"".join(GOOD + b"\n" for _ in range(3)))
+    two = gzip.compress(orjson.dumps(FLY) + b"\n" + GOOD)  # the last line without its newline
+    path = tmp_path / "cat.ndjson.gz"
+    path.write_bytes(one + b"\x00" * 70_000 + two + b"\x00" * 10)
+    events, rejects = read(path)
+    assert rejects == [] and [e.source for e in events] == ["litellm"] * 3 + ["fly", "litellm"]
+    path.write_bytes(one + b"garbage after the member")
+    events, rejects = read(path)
+    assert len(events) == 3 and [r.reason for r in rejects] == ["corrupt_gzip"]
+
+
 def test_corrupt_gzip(tmp_path: Path) -> None:
     whole = bytearray(gzip.compress(b"".join(GOOD + b"\n" for _ in range(20000))))
     middle = len(whole) // 2

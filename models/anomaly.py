@@ -30,6 +30,8 @@ judgeable point; series idle for ``expire_hours`` are dropped.
 
 from __future__ import annotations
 
+from typing import ClassVar, Final
+
 from models.explain import explain_anomaly, refresh_rule_explanations
 from models.incidents import Alert
 from models.signals import BASELINE, BY_DIM, WINDOW, Signal
@@ -45,9 +47,6 @@ _ORDER = {"gateway": 0, "provider": 1, "team": 1, "app": 1, "tracing": 1, "model
 class Track:
     """Detector and alert state of one (series, signal) pair. Pickle-safe, no engine references."""
 
-    __slots__ = ("det", "hot_until", "pending", "firing", "base", "clear_since", "no_data_since",
-                 "last_seen", "score", "value", "peak")
-
     def __init__(self, det: UnivariateDetector) -> None:
         self.det = det
         self.hot_until = -1  # last minute a high score still counts as a fresh onset
@@ -61,18 +60,23 @@ class Track:
         self.value: float | None = None
         self.peak: float | None = None  # the worst value while firing
 
-    def __getstate__(self) -> dict:
-        return {k: getattr(self, k) for k in self.__slots__}
+    def __reduce__(self) -> tuple:
+        # Compiled (setup.py), the class has no __slots__ to read back: its fields are listed.
+        return (Track, (self.det,), {k: getattr(self, k) for k in _TRACK_FIELDS})
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():
             setattr(self, k, v)
 
 
+_TRACK_FIELDS: Final = ("det", "hot_until", "pending", "firing", "base", "clear_since", "no_data_since",
+                        "last_seen", "score", "value", "peak")
+
+
 class AnomalyModels:
     """The engine's ``extra_detectors`` object: ``on_minute(engine, minute)``."""
 
-    VERSION = 1
+    VERSION: ClassVar[int] = 1
 
     def __init__(self, warmup: int = 60, fire_score: float = 0.4, min_step: float = 0.1, hot: int = WINDOW, confirm: int = 2,
                  clear: float = 0.5, clear_for: int = 5, no_data_for: int = 30, expire_hours: float = 6.0,
@@ -138,11 +142,14 @@ class AnomalyModels:
         track.value, track.last_seen, track.no_data_since = x, minute, None
         self._accumulate(track, score, minute)
         base = _baseline(w, sig)
+        ref = track.base if track.pending else base  # the onset's frozen baseline once pending
         if track.firing:
             self._while_firing(engine, key, sig, tkey, track, minute, now)
             firing_now.add(tkey)
-        elif base is not None and (track.pending or track.score >= self.fire_score and minute <= track.hot_until) and sig.material(x, track.base if track.pending else base, w.sums[(WINDOW, 0)]):
-            track.base = track.base if track.pending else base
+        elif base is not None and ref is not None and (
+                track.pending or track.score >= self.fire_score and minute <= track.hot_until) and sig.material(
+                x, ref, w.sums[(WINDOW, 0)]):
+            track.base = ref
             track.pending += 1
             if track.pending > self.confirm and not self._covered(engine, key, sig, firing_now):
                 self._fire(engine, key, sig, tkey, track, minute, now)
@@ -191,13 +198,15 @@ class AnomalyModels:
 
     def _while_firing(self, engine, key, sig: Signal, tkey, track: Track, minute: int, now: float) -> None:
         base = track.base if track.base is not None else 0.0
-        if sig.past(track.value, track.peak):
-            track.peak = track.value
+        value, peak = track.value, track.peak
+        assert value is not None and peak is not None  # set by _step and _fire before this runs
+        if sig.past(value, peak):
+            track.peak = peak = value
         # Held while past ``clear`` of the band edge and past 30% of the worst deviation:
         # the second criterion resolves a long incident whose frozen baseline the daily
         # cycle has since left behind.
-        held = base + max(self.clear * (sig.edge(base) - base), 0.3 * (track.peak - base), key=abs)
-        if sig.past(track.value, held):
+        held = base + max(self.clear * (sig.edge(base) - base), 0.3 * (peak - base), key=abs)
+        if sig.past(value, held):
             track.clear_since = None
         else:
             track.clear_since = minute if track.clear_since is None else track.clear_since
@@ -231,13 +240,19 @@ class AnomalyModels:
 
     # --- persistence ------------------------------------------------------------------
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "version": self.VERSION}
+        # Compiled (setup.py), the class has no __dict__: its fields are listed.
+        return {**{k: getattr(self, k) for k in _MODELS_FIELDS}, "version": self.VERSION}
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         if state.pop("version", None) != self.VERSION:
             raise ValueError("AnomalyModels state of another version")
-        self.__dict__.update(state)
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+_MODELS_FIELDS: Final = ("warmup", "fire_score", "hot", "confirm", "min_step", "clear", "clear_for", "no_data_for",
+                         "expire_minutes", "explain_rules", "seed", "tracks", "last_seen")
 
 
 def _alert_id(tkey: tuple[str, str, str]) -> str:

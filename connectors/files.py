@@ -32,7 +32,7 @@ from connectors.errors import UnreadableFile
 from connectors.formats import parse_one, records
 from models.events import Event, Rejected
 
-__all__ = ["MAX_LINE", "Item", "Reject", "UnreadableFile", "iter_file", "iter_lines", "open_input"]
+__all__ = ["MAX_LINE", "Item", "Reject", "UnreadableFile", "iter_file", "iter_lines", "open_input", "read_blocks"]
 
 MAX_LINE = 1 << 20  # bytes; a LiteLLM payload with redacted messages is a few KiB
 RAW_PREFIX = 200  # bytes of a rejected line kept for the rejects file
@@ -76,6 +76,14 @@ def iter_file(path: str | os.PathLike[str], max_line: int = MAX_LINE) -> Iterato
             yield Reject("not_gzip", name, 0, raw.read(RAW_PREFIX), "no gzip magic bytes")
             return
         yield from _iter_blocks(_gunzip(raw) if gzipped else _blocks(raw), name, max_line)
+
+
+def read_blocks(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The file's bytes, gunzipped if it is gzip, in blocks as ``iter_file`` reads them (the
+    benchmark's parse-only floor reads this way too)."""
+    raw, gzipped = _open_raw(path)
+    with raw:
+        yield from _gunzip(raw) if gzipped else _blocks(raw)
 
 
 def iter_lines(stream: IO[bytes], name: str, max_line: int = MAX_LINE) -> Iterator[Item]:

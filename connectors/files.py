@@ -60,7 +60,14 @@ Item = Union[list[Event], Reject]
 
 def open_input(path: str | os.PathLike[str]) -> IO[bytes]:
     """Open a record file for reading, gunzipping it if it is gzip. Raises ``UnreadableFile``."""
-    return _open(path)[0]
+    raw, gzipped = _open_raw(path)
+    if not gzipped:
+        return io.BufferedReader(raw, _BUFFER)
+    raw.close()
+    try:
+        return io.BufferedReader(gzip.open(path, "rb"), _BUFFER)  # type: ignore[arg-type]
+    except OSError as error:
+        raise _unreadable(path, error) from error
 
 
 def iter_file(path: str | os.PathLike[str], max_line: int = MAX_LINE) -> Iterator[Item]:
@@ -190,7 +197,7 @@ def _decode(blocks: Iterator[bytes], name: str, max_line: int, slow: _Slow) -> I
 def _odd(line: bytes, name: str, line_no: int, max_line: int, slow: _Slow) -> list[Item]:
     """One line the fast path did not take, as the line-by-line reader took it (``line`` ends
     with its newline, unless it is the last line of a file without one)."""
-    if len(line) > max_line and not (len(line) == max_line + 1 and line[-1] == 10):
+    if len(line) - (line[-1] == 10) > max_line:  # its bytes without the newline
         return [Reject("line_too_long", name, line_no, line[:RAW_PREFIX], f"over {max_line} bytes")]
     if slow.pending is not None:
         return slow.line(line_no, line)
@@ -334,27 +341,20 @@ def _json_error(text: bytes) -> str:
     return ""
 
 
-def _open_raw(path: str | os.PathLike[str]) -> tuple[IO[bytes], bool]:
+def _open_raw(path: str | os.PathLike[str]) -> tuple[io.FileIO, bool]:
     """The file unbuffered (it is read in blocks), and whether it is gzip."""
     try:
-        raw: IO[bytes] = open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
     except OSError as error:
-        raise UnreadableFile(error.errno, f"cannot read {os.fspath(path)}: {error.strerror}") from error
+        raise _unreadable(path, error) from error
     try:
         gzipped = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
     except OSError as error:
         raw.close()
-        raise UnreadableFile(error.errno, f"cannot read {os.fspath(path)}: {error.strerror}") from error
+        raise _unreadable(path, error) from error
     return raw, gzipped
 
 
-def _open(path: str | os.PathLike[str]) -> tuple[IO[bytes], bool]:
-    try:
-        with open(path, "rb") as probe:
-            gzipped = probe.read(2) == _GZIP_MAGIC
-        if gzipped:
-            return io.BufferedReader(gzip.open(path, "rb"), _BUFFER), True  # type: ignore[arg-type]
-        return open(path, "rb", buffering=_BUFFER), False
-    except OSError as error:
-        raise UnreadableFile(error.errno, f"cannot read {os.fspath(path)}: {error.strerror}") from error
+def _unreadable(path: str | os.PathLike[str], error: OSError) -> UnreadableFile:
+    return UnreadableFile(error.errno, f"cannot read {os.fspath(path)}: {error.strerror}")

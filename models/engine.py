@@ -120,21 +120,35 @@ class Engine:
         Returns the messages of minutes older than the retention, with their event counts:
         those are counted in ``late_dropped`` and not folded in."""
         late = []
+        closed = self.closed_minute
+        pending = self.acc.buckets
         for msg in messages:
-            if msg["t"] == "meta":
+            kind = msg["t"]
+            if kind == "meta":
                 self._absorb_meta(msg)
                 continue
             b = Bucket.from_dict(msg["b"])
             n = b.requests + b.traces + _log_count(b)
             self.events += n
-            if self.closed_minute is not None and msg["m"] <= self.closed_minute - self.retention:
+            minute: int = msg["m"]
+            if closed is not None and minute <= closed - self.retention:
                 self.late_dropped += n
                 late.append((msg, n))
                 continue
             key = tuple(msg["k"])
-            if msg["t"] == LEAF:  # each ingest batch capped on its own: cap across batches here
-                key = self.acc.cardinality.leaf_for(key, msg["m"])
-            self._absorb([(msg["t"], key, msg["m"], b)])
+            if kind == LEAF:  # each ingest batch capped on its own: cap across batches here
+                key = self.acc.cardinality.leaf_for(key, minute)
+            if closed is not None and minute <= closed:  # late: into its closed minute now, as in process()
+                self._absorb([(kind, key, minute, b)])
+                continue
+            # Not closed yet: merged with the other parts of its minute, and rolled up into the
+            # series once, when the minute closes (as replay's own events are), not once per part.
+            k = (kind, key, minute)
+            have = pending.get(k)
+            if have is None:
+                pending[k] = b
+            else:
+                have.merge(b)
         return late
 
     def advance(self, ts: float) -> list[dict]:

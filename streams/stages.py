@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.formats import fold_lines
-from connectors.kafka import decode_batch
+from connectors.formats import fold_batch
 from connectors.recent import RecentKeys
 from models.engine import Engine
 from models.events import Event, Rejected
@@ -59,9 +58,9 @@ def ingest_batch(raw: RawBatch, lateness: float = 30.0, duplicate: Callable[[Eve
     it in at the same point of event time as replay's (:meth:`DetectStage.on_tick`).
     """
     folder = ByCloseMinute(lateness)
-    lines = decode_batch(raw.value)
-    rejects = [_reject(raw, line, rej) for line, rej in fold_lines(lines, folder, not_after, duplicate)]
-    msg = {"id": [raw.topic, raw.partition, raw.offset], "batch": raw.batch_id, "records": len(lines),
+    records, rejected = fold_batch(raw.value, folder, not_after, duplicate)
+    rejects = [_reject(raw, line, rej) for line, rej in rejected]
+    msg = {"id": [raw.topic, raw.partition, raw.offset], "batch": raw.batch_id, "records": records,
            **folder.drain()}
     return msg, rejects
 
@@ -113,7 +112,7 @@ class IngestStage:
 
         # The loop ``ingest_batch`` runs, without its partials message or reject records: both
         # would be thrown away.
-        fold_lines(decode_batch(raw.value), ByCloseMinute(self.lateness), self._not_after(), remember)
+        fold_batch(raw.value, ByCloseMinute(self.lateness), self._not_after(), remember)
         self.recalled += len(ids)
         return len(ids)
 

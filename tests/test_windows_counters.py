@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pickle
 
+import orjson
+
 from models.windows import _COUNTERS, Bucket, SeriesWindow, bin_key, bin_value, quantile
 
 
@@ -23,6 +25,16 @@ def test_merge_and_subtract_cover_every_counter() -> None:
     plain.merge_counters(one)
     assert [getattr(plain, name) for name in _COUNTERS] == [i + 1 for i in range(len(_COUNTERS))]
     assert (plain.latency, plain.lag) == ({}, {})  # the histograms are left out
+
+
+def test_partials_encoding_covers_every_counter() -> None:
+    """``to_dict`` and ``from_dict`` (a partials message's buckets) are written out too."""
+    one = Bucket(**{name: i + 1 for i, name in enumerate(_COUNTERS)}, latency={3: 2}, lag={5: 1}, lag_max=4.0)
+    d = one.to_dict()
+    assert list(d) == [*_COUNTERS, "latency", "lag", "lag_max"]  # field order: the same JSON as before
+    assert Bucket.from_dict(d) == one
+    assert Bucket.from_dict(orjson.loads(orjson.dumps(d))) == one
+    assert Bucket().to_dict() == {} and Bucket.from_dict({"unknown": 1}) == Bucket()
 
 
 def test_buckets_do_not_share_histograms_and_survive_pickle() -> None:

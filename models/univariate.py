@@ -57,9 +57,9 @@ How it works, and why each part is there:
    ``max_protect`` points in a row, after which the new regime is accepted.
 
 Missing values (None, NaN, ±inf) score 0 and are not learned: a gap is not evidence. A
-missing timestamp only disables the seasonal forecasters for that point. State is ~35
-numbers plus float arrays (24 + 168 profile slots, 11 channel figures): O(1) memory, about
-2.3 KB in memory per detector.
+missing timestamp only disables the seasonal forecasters for that point. State is ~45
+numbers plus two float arrays (24 + 168 profile slots, the 2 profiles' deviations): O(1)
+memory, about 2.2 KB in memory per detector.
 """
 
 from __future__ import annotations
@@ -121,6 +121,12 @@ _STATE = ("warmup", "clip", "zcap", "sd_floor", "protect", "max_protect", "cap_s
           "slow_mad", "shift", "season", "season_mad", "long_mean", "long_var", "cap_rate",
           "peak", "held", "protect_run", "refractory", "escalate", "since_alarm", "alarm",
           "record_bits", "record_tol", "record_after", "lo", "hi", "since_record")
+# The three evidence channels' figures are pickled as three float arrays (``long_mean``,
+# ``long_var``, ``cap_rate``: one entry per channel) and held as nine float attributes: compiled,
+# an attribute is a native double, where an array element is a generic index and a boxed float.
+_CHANNELS: Final = {"long_mean": ("m0", "m1", "m2"), "long_var": ("v0", "v1", "v2"),
+                    "cap_rate": ("r0", "r1", "r2")}
+_SLOTS = tuple(k for k in _STATE if k not in _CHANNELS) + tuple(a for names in _CHANNELS.values() for a in names)
 
 
 class UnivariateDetector:
@@ -138,8 +144,8 @@ class UnivariateDetector:
     # 3: daily + weekly profiles, shift channel, score hold; 4: refractory period; 5: record evidence
     VERSION: ClassVar[int] = 5
 
-    # slots, and float arrays rather than lists: ~1.5 KB in memory per detector
-    __slots__ = _STATE
+    # slots, and float arrays rather than lists: ~2.2 KB in memory per detector
+    __slots__ = _SLOTS
 
     def __init__(
         self,
@@ -187,8 +193,9 @@ class UnivariateDetector:
         # NaN = slot not seen yet; 8 bytes a slot instead of a 32-byte float object
         self.season = array("d", [math.nan]) * _ALL_SLOTS
         self.season_mad = array("d", [0.0]) * len(_SEASONS)
-        # per evidence channel: [one-step surprise, its short mean, distance from the slow level]
-        self.long_mean, self.long_var, self.cap_rate = (array("d", [0.0]) * 3 for _ in range(3))
+        # per evidence channel (0: one-step surprise, 1: its short mean, 2: distance from the slow
+        # level): the long-run mean and variance of its evidence, and its rate of capped points
+        self.m0 = self.m1 = self.m2 = self.v0 = self.v1 = self.v2 = self.r0 = self.r1 = self.r2 = 0.0
         self.peak = self.held = 0.0
         self.protect_run = 0
         self.record_bits, self.record_tol, self.record_after = record_bits, record_tol, record_after
@@ -211,10 +218,11 @@ class UnivariateDetector:
 
     # -- scoring -----------------------------------------------------------------------
 
-    def _step(self, x: float | None, t: datetime | float | None, learn: bool) -> float:
-        x = _finite(x)
-        if x is None:
+    def _step(self, value: float | None, t: datetime | float | None, learn: bool) -> float:
+        finite = _finite(value)
+        if finite is None:
             return 0.0
+        x: float = finite  # a native double from here on (compiled)
         if self.n == 0:
             if learn:
                 self.fast = self.slow = self.lo = self.hi = x
@@ -225,7 +233,7 @@ class UnivariateDetector:
         surprise = _clip(self._surprise(x, slots), self.zcap)  # one point cannot swamp the history
         shift = self.shift + self.a_shift * (surprise - self.shift)
         level = min(self.zcap, abs(x - self.slow) / self._sigma(self.slow_mad))
-        evidence = (abs(surprise), abs(shift), level)
+        evidence: tuple[float, float, float] = (abs(surprise), abs(shift), level)
         bits = max(self._bits(evidence), self._record_bits(x)) if self.n >= self.warmup else 0.0
         peak, held = self.peak * self.peak_decay, self.held * self.hold_decay
         onset = max(0.0, bits - peak)
@@ -273,18 +281,19 @@ class UnivariateDetector:
                 forecast, mad = self.slow + self.season[slot], profile_mad
         return (x - forecast) / self._sigma(mad)
 
-    def _bits(self, evidence: tuple[float, ...]) -> float:
-        """Anomaly likelihood, as -log10 of the Gaussian tail, of the most surprising channel.
+    def _bits(self, evidence: tuple[float, float, float]) -> float:
+        """Anomaly likelihood, as -log10 of the Gaussian tail, of the most surprising channel."""
+        best = max(0.0, self._channel_bits(evidence[0], self.m0, self.v0, self.r0))
+        best = max(best, self._channel_bits(evidence[1], self.m1, self.v1, self.r1))
+        return max(best, self._channel_bits(evidence[2], self.m2, self.v2, self.r2))
 
-        A capped channel is bounded by its observed cap-hit rate once that rate shows the
-        cap is routine for this series (see the module docstring, point 4)."""
-        best = 0.0
-        for e, m, v, rate in zip(evidence, self.long_mean, self.long_var, self.cap_rate):
-            bits = _neg_log10_tail((e - m) / (math.sqrt(v) + self.sd_floor))
-            if e >= self.zcap and rate > self.cap_routine:
-                bits = min(bits, self.cap_slack - math.log10(rate))
-            best = max(best, bits)
-        return best
+    def _channel_bits(self, e: float, m: float, v: float, rate: float) -> float:
+        """One channel's bits. A capped channel is bounded by its observed cap-hit rate once that
+        rate shows the cap is routine for this series (see the module docstring, point 4)."""
+        bits = _neg_log10_tail((e - m) / (math.sqrt(v) + self.sd_floor))
+        if e >= self.zcap and rate > self.cap_routine:
+            bits = min(bits, self.cap_slack - math.log10(rate))
+        return bits
 
     def _record_bits(self, x: float) -> float:
         """Bits of a value beyond the learned range (see the module docstring, point 3)."""
@@ -299,7 +308,7 @@ class UnivariateDetector:
 
     def _learn(
         self, x: float, t: datetime | float | None, slots: list[int | None] | None,
-        evidence: tuple[float, ...], flagged: bool,
+        evidence: tuple[float, float, float], flagged: bool,
     ) -> None:
         self._learn_likelihood(evidence)
         self._learn_range(x)
@@ -336,18 +345,29 @@ class UnivariateDetector:
         else:
             self.since_record += 1
 
-    def _learn_likelihood(self, evidence: tuple[float, ...]) -> None:
+    def _learn_likelihood(self, evidence: tuple[float, float, float]) -> None:
         start = self.warmup // 3  # let the forecasters settle before calibrating on them
         if self.n < start:
             return
         a = self._rate(self.a_long, self.n - start)
-        for k, e in enumerate(evidence):
-            # a fixed rate from 0, not a running mean: the rate is under-estimated early,
-            # so the bound only engages once recurring cap hits are well established
-            self.cap_rate[k] += self.a_long * ((e >= self.zcap) - self.cap_rate[k])
-            delta = e - self.long_mean[k]
-            self.long_mean[k] += a * delta
-            self.long_var[k] = (1.0 - a) * (self.long_var[k] + a * delta * delta)
+        # Per channel, written out (see ``_CHANNELS``). The cap rate has a fixed rate from 0, not
+        # a running mean: it is under-estimated early, so the bound only engages once recurring
+        # cap hits are well established.
+        e, zcap, a_long = evidence[0], self.zcap, self.a_long
+        self.r0 += a_long * ((1.0 if e >= zcap else 0.0) - self.r0)
+        delta = e - self.m0
+        self.m0 += a * delta
+        self.v0 = (1.0 - a) * (self.v0 + a * delta * delta)
+        e = evidence[1]
+        self.r1 += a_long * ((1.0 if e >= zcap else 0.0) - self.r1)
+        delta = e - self.m1
+        self.m1 += a * delta
+        self.v1 = (1.0 - a) * (self.v1 + a * delta * delta)
+        e = evidence[2]
+        self.r2 += a_long * ((1.0 if e >= zcap else 0.0) - self.r2)
+        delta = e - self.m2
+        self.m2 += a * delta
+        self.v2 = (1.0 - a) * (self.v2 + a * delta * delta)
 
     def _learn_levels(self, x: float, slots: list[int | None] | None) -> None:
         """Huber-style updates: residuals clipped at ``clip`` sigmas move the levels."""
@@ -377,7 +397,12 @@ class UnivariateDetector:
     # -- persistence -------------------------------------------------------------------
 
     def __getstate__(self) -> dict:
-        return {**{k: getattr(self, k) for k in _STATE}, "version": self.VERSION}
+        state = {}
+        for k in _STATE:
+            names = _CHANNELS.get(k)
+            state[k] = getattr(self, k) if names is None else array("d", [getattr(self, a) for a in names])
+        state["version"] = self.VERSION
+        return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
@@ -390,4 +415,9 @@ class UnivariateDetector:
         elif version != self.VERSION:
             raise ValueError(f"UnivariateDetector state version {version!r}, expected {self.VERSION}")
         for k, v in state.items():
-            setattr(self, k, v)
+            names = _CHANNELS.get(k)
+            if names is None:
+                setattr(self, k, v)
+            else:
+                for a, x in zip(names, v):
+                    setattr(self, a, x)

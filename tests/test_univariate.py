@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from array import array
 
 import pytest
 
@@ -56,12 +57,28 @@ def test_older_state_loads_with_the_newer_parts_fresh(version):
     state["version"] = version
     old = UnivariateDetector.__new__(UnivariateDetector)
     old.__setstate__(state)
-    fresh = UnivariateDetector()
+    got, was, new = old.__getstate__(), det.__getstate__(), UnivariateDetector().__getstate__()
     for k in _STATE:
-        want = getattr(fresh if k in added else det, k)
-        assert pickle.dumps(getattr(old, k)) == pickle.dumps(want), k  # NaN slots compare equal
+        want = (new if k in added else was)[k]
+        assert pickle.dumps(got[k]) == pickle.dumps(want), k  # NaN slots compare equal
     old.update(50.4, t=200 * 300.0)
     assert old.lo == old.hi == 50.4 and old.score_one(1e6, t=201 * 300.0) > 0.5
+
+
+def test_channel_figures_pickle_as_the_arrays_they_were():
+    """The evidence channels' figures are held as nine floats but pickled as the three arrays
+    of earlier versions (a worker's snapshot from before loads, and one written now loads there)."""
+    det = UnivariateDetector(warmup=50)
+    steady(det)
+    state = det.__getstate__()
+    for k in ("long_mean", "long_var", "cap_rate"):
+        assert type(state[k]) is array and state[k].typecode == "d" and len(state[k]) == 3, k
+    assert any(state["long_var"]) and any(state["long_mean"])
+    copy = UnivariateDetector.__new__(UnivariateDetector)
+    copy.__setstate__(state)
+    assert copy.__getstate__() == state or pickle.dumps(copy.__getstate__()) == pickle.dumps(state)
+    spikes = [(400 + i, 50.0 + (30.0 if i % 17 == 0 else 0.0)) for i in range(120)]
+    assert [copy.update(x, t=i * 300.0) for i, x in spikes] == [det.update(x, t=i * 300.0) for i, x in spikes]
 
 
 def noisy(det: UnivariateDetector, n: int, start: int = 0, offset: float = 0.0, seed: int = 1) -> list[float]:

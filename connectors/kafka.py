@@ -340,10 +340,9 @@ class BatchProducer:
         await self._drain(0)
 
 
-class BatchDeduper(RecentKeys):
-    """Remembers the last ``capacity`` batch ids; ``seen(id)`` is True for a repeat."""
-
-    __slots__ = ()
+# Remembers the last ``capacity`` batch ids; ``seen(id)`` is True for a repeat. (``RecentKeys`` is
+# compiled, setup.py: a class of its own here could not derive from it.)
+BatchDeduper = RecentKeys
 
 
 async def ensure_topics(brokers: list[str] | str, prefix: str = "gatewatch", partitions: int = 4) -> None:

@@ -1,12 +1,15 @@
 """A bounded memory of recently seen keys: the one dedup mechanism of the at-least-once paths
 (replay's request ids, consumers' batch ids, the detect stage's source batch ids).
 
-No Kafka import here: replay uses it without loading aiokafka.
+No Kafka import here: replay uses it without loading aiokafka. Compiled (setup.py): the worker's
+ingest asks it once per request (``SeenElsewhere``).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+
+from models.events import Event
 
 
 class RecentKeys:
@@ -51,4 +54,26 @@ class RecentKeys:
 
     def __setstate__(self, state) -> None:
         self.capacity, items = state
-        self._keys = OrderedDict(item if isinstance(item, (tuple, list)) else (item, None) for item in items)
+        keys = OrderedDict[str, str | None]()
+        for item in items:  # (key, origin) pairs; older states held bare keys
+            if isinstance(item, (tuple, list)):
+                keys[item[0]] = item[1]
+            else:
+                keys[item] = None
+        self._keys = keys
+
+
+class SeenElsewhere:
+    """``connectors.formats.fold_batch``'s ``duplicate`` for the raw message ``origin``: a request
+    whose id ``keys`` first saw from another origin; ``count`` counts them."""
+
+    __slots__ = ("keys", "origin", "count")
+
+    def __init__(self, keys: RecentKeys, origin: str) -> None:
+        self.keys, self.origin, self.count = keys, origin, 0
+
+    def __call__(self, ev: Event) -> bool:
+        if self.keys.seen_elsewhere(ev.request_id, self.origin):
+            self.count += 1
+            return True
+        return False

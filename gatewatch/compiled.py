@@ -36,6 +36,7 @@ SOURCES = (
     "connectors/langfuse.py",
     "connectors/formats.py",
     "connectors/files.py",
+    "connectors/recent.py",
     "gatewatch/merge.py",
     "gatewatch/replay.py",
 )

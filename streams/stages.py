@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.formats import fold_batch
-from connectors.recent import RecentKeys
+from connectors.recent import RecentKeys, SeenElsewhere
 from models.engine import Engine
 from models.events import Event, Rejected
 from models.partials import ByCloseMinute
@@ -87,15 +87,10 @@ class IngestStage:
         self.recalled = 0  # request ids put back in memory by ``recall``
 
     def ingest(self, raw: RawBatch) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        origin = _origin(raw)
-
-        def duplicate(ev: Event) -> bool:  # ``ingest_batch`` asks this of requests only
-            if not self.requests.seen_elsewhere(ev.request_id, origin):
-                return False
-            self.duplicates += 1
-            return True
-
-        return ingest_batch(raw, self.lateness, duplicate, self._not_after())
+        duplicate = SeenElsewhere(self.requests, _origin(raw))  # asked of requests only
+        out = ingest_batch(raw, self.lateness, duplicate, self._not_after())
+        self.duplicates += duplicate.count
+        return out
 
     def recall(self, raw: RawBatch) -> int:
         """Remember the request ids of a raw message ingested before, with that message as their

@@ -30,11 +30,12 @@ judgeable point; series idle for ``expire_hours`` are dropped.
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import ClassVar
 
 from models.explain import explain_anomaly, refresh_rule_explanations
 from models.incidents import Alert
 from models.signals import BASELINE, BY_DIM, WINDOW, Signal
+from models.state import attributes
 from models.univariate import UnivariateDetector
 from models.windows import STEP, SeriesWindow
 
@@ -61,16 +62,12 @@ class Track:
         self.peak: float | None = None  # the worst value while firing
 
     def __reduce__(self) -> tuple:
-        # Compiled (setup.py), the class has no __slots__ to read back: its fields are listed.
-        return (Track, (self.det,), {k: getattr(self, k) for k in _TRACK_FIELDS})
+        # Compiled (setup.py), the class is unpickled by calling it, then given its attributes.
+        return (Track, (self.det,), attributes(self))
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():
             setattr(self, k, v)
-
-
-_TRACK_FIELDS: Final = ("det", "hot_until", "pending", "firing", "base", "clear_since", "no_data_since",
-                        "last_seen", "score", "value", "peak")
 
 
 class AnomalyModels:
@@ -240,8 +237,7 @@ class AnomalyModels:
 
     # --- persistence ------------------------------------------------------------------
     def __getstate__(self) -> dict:
-        # Compiled (setup.py), the class has no __dict__: its fields are listed.
-        return {**{k: getattr(self, k) for k in _MODELS_FIELDS}, "version": self.VERSION}
+        return {**attributes(self), "version": self.VERSION}  # compiled (setup.py): no __dict__
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
@@ -250,9 +246,6 @@ class AnomalyModels:
         for k, v in state.items():
             setattr(self, k, v)
 
-
-_MODELS_FIELDS: Final = ("warmup", "fire_score", "hot", "confirm", "min_step", "clear", "clear_for", "no_data_for",
-                         "expire_minutes", "explain_rules", "seed", "tracks", "last_seen")
 
 
 def _alert_id(tkey: tuple[str, str, str]) -> str:

@@ -23,6 +23,7 @@ from models.metrics import BASELINE, COUNT_FIELD, METRICS, VOLUME_FIELD, Reading
 from models.notifications import fmt_value, where
 from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
+from models.state import attributes
 from models.windows import STEP, Bucket, SeriesWindow
 
 DIMS = ("gateway", "provider", "model", "team", "key", "app", "tracing", "gauge", "team_model")
@@ -73,9 +74,7 @@ class Engine:
         self.extra_detectors: list = [FloodWatch(cap, idle)]
 
     def __getstate__(self) -> dict:
-        # Compiled (setup.py), an engine has no __dict__: its attributes are listed on the class.
-        names = getattr(type(self), "__mypyc_attrs__", None) or list(vars(self))
-        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+        return attributes(self)  # compiled (setup.py), an engine has no __dict__
 
     def __setstate__(self, state: dict) -> None:
         """Snapshots of engines from before ``plain_specs`` load with it filled in (no plain

@@ -22,7 +22,8 @@ when it opens, when its set of alerts or its severity changes (at most once per
 ``group_interval`` unless it escalates), every ``repeat_interval`` while it fires,
 and once when it resolves (after ``resolve_wait`` without any firing alert). Each
 decision carries its reason. An alert that fires again within ``reopen_grace`` of
-its incident's resolution reopens the same incident instead of paging anew.
+its incident's resolution reopens the same incident instead of paging anew; a new kind of
+trouble, or trouble about another subject, pages anew (``_back_again``).
 """
 
 from __future__ import annotations
@@ -226,24 +227,41 @@ class IncidentManager:
             other = self.enrich(a.labels)
             if not self._agree(other, labels):
                 continue
-            if not other and elsewhere and alert.started_at - a.started_at > SHARED_ONSET:
-                continue  # the gateway-wide alert is that other subject's doing
+            if labels and not other and not self._near_onset(a, alert, elsewhere):
+                continue
             if a.started_at >= horizon or any(other.get(k) == v for k, v in labels.items()):
                 return True
         return False
 
-    def _about_another(self, live: list[Alert], labels: dict[str, str]) -> bool:
-        """The incident's live scoped alerts name another value of a dimension ``labels`` names
-        (team support, where the new alert is team analytics's), and none names the same one."""
+    @staticmethod
+    def _near_onset(gateway: Alert, alert: Alert, elsewhere: float | None) -> bool:
+        """May a gateway-wide alert tie the scoped ``alert`` to its incident? No label says they
+        share a cause, only time does. When the incident is about another subject of the same
+        kind (``elsewhere``: the onset of that subject's trouble), the new alert must have started
+        within ``SHARED_ONSET`` of it: team b's runaway 40 minutes into team a's is team b's own,
+        even though the gateway's cost jumped with it. Otherwise a trouble of the gateway-wide
+        alert's own kind may join it for the whole ``join_window`` (a model's cache collapse
+        during the gateway's), and another kind only within ``SHARED_ONSET`` of it: a model's
+        latency half an hour into a gateway-wide cost alert is not that cost's cause."""
+        if elsewhere is not None:
+            return alert.started_at - elsewhere <= SHARED_ONSET
+        return gateway.category == alert.category or abs(alert.started_at - gateway.started_at) <= SHARED_ONSET
+
+    def _about_another(self, live: list[Alert], labels: dict[str, str]) -> float | None:
+        """When the incident's live scoped alerts name another value of a dimension ``labels``
+        names (team support, where the new alert is team analytics's), and none names the same
+        one: the earliest start of those alerts (the other subject's onset). Else None."""
         if not labels:
-            return False
-        other = same = False
+            return None
+        onset: float | None = None
+        same = False
         for a in live:
             for k, v in self.enrich(a.labels).items():
                 if k in labels:
                     same |= labels[k] == v
-                    other |= labels[k] != v
-        return other and not same
+                    if labels[k] != v:
+                        onset = a.started_at if onset is None else min(onset, a.started_at)
+        return None if same else onset
 
     def _sibling(self, inc: Incident, alert: Alert) -> bool:
         """The same detector on two values of one dimension within ``SIBLING_WINDOW`` (two
@@ -261,16 +279,37 @@ class IncidentManager:
         if homes:  # the closest cause: same category live, then shared labels, then the oldest
             return max(homes, key=lambda inc: self._closeness(inc, alert))
         for inc in reversed(self.closed_recently):
-            if now - inc.resolved_at <= self.timing.reopen_grace and self._compatible(inc, alert):
-                self.closed_recently.remove(inc)
-                inc.resolved_at = None
-                self.open.append(inc)
-                return inc
+            if (now - inc.resolved_at <= self.timing.reopen_grace and self._back_again(inc, alert)
+                    and self._compatible(inc, alert)):
+                return self._reopen(inc)
         digest = hashlib.sha1(f"{alert.id}@{alert.started_at:.0f}".encode()).hexdigest()[:12]
         inc = Incident(id=f"gw-{digest}", started_at=alert.started_at, anchor=self.enrich(alert.labels))
         self.open.append(inc)
         self.total += 1
         return inc
+
+    def _reopen(self, inc: Incident) -> Incident:
+        self.closed_recently.remove(inc)
+        inc.resolved_at = None
+        self.open.append(inc)
+        return inc
+
+    def _back_again(self, inc: Incident, alert: Alert) -> bool:
+        """A resolved incident is reopened only by its own trouble coming back: an alert of the
+        same or a related category about the same subject (the same labels, or a label value in
+        common: team a's cost, then team a's budget; the gateway's cache collapse flapping). Any
+        other alert is a new problem and pages on its own, even minutes after the resolved
+        message: a crash loop after a model's slow spell, a team's runaway agent after a
+        gateway-wide cache collapse (whose cost alert was gateway-wide, not that team's). An open
+        incident is joined on looser evidence (``_compatible``): symptoms that fire together."""
+        labels = self.enrich(alert.labels)
+        for a in inc.alerts.values():
+            if not related(a.category, alert.category):
+                continue
+            other = self.enrich(a.labels)
+            if other == labels or any(other.get(k) == v for k, v in labels.items()):
+                return True
+        return False
 
     def _live_at(self, inc: Incident, t: float) -> list[Alert]:
         grace = self.timing.reopen_grace

@@ -256,3 +256,86 @@ def test_a_team_alert_still_joins_a_gateway_wide_outage_of_another_dimension():
     for a in (provider, gateway, team):
         im.fire(a, a.started_at)
     assert len(im.open) == 1
+
+
+def _sent_then_resolved(im: IncidentManager, alerts: tuple[Alert, ...], at: float) -> None:
+    """The alerts fire and are sent; every one ends at ``at``, the resolved messages go out
+    ``resolve_wait`` later."""
+    for a in alerts:
+        im.fire(a, a.started_at)
+    im.flush(max(a.started_at for a in alerts))
+    for inc in list(im.open):
+        for a in inc.firing():
+            im.resolve(a.id, at)
+    assert {n["status"] for n in im.flush(at + im.timing.resolve_wait)} == {"resolved"}
+    assert not im.open
+
+
+def test_a_new_kind_of_trouble_after_the_resolved_message_pages_anew():
+    """A model's slow spell (with the gateway's p95) is resolved; 18 min later the gateway
+    crash-loops. Latency and availability may share a cause, but nothing says this one does:
+    reopening the resolved incident would hide the crash loop in an old thread. The slow spell
+    itself coming back within the grace reopens its incident."""
+    im = IncidentManager()
+    im.imply("model", "claude-sonnet", {"provider": "anthropic"})
+    slow = alert("LatencyP95Doubled", "latency", {"model": "claude-sonnet"}, T0)
+    p95 = alert("LatencyP95High", "latency", {}, T0 + 600)
+    _sent_then_resolved(im, (slow, p95), T0 + 1800)
+    home = im.closed_recently[0]
+    crash = alert("GatewayCrashLoop", "availability", {"app": "llm-gateway"}, T0 + 1800 + 300 + 1080, "critical")
+    im.fire(crash, crash.started_at)
+    assert im.by_alert[crash.id] is not home and len(im.open) == 1
+    back = alert("LatencyMedianDoubled", "latency", {"provider": "anthropic"}, crash.started_at + 60)
+    im.fire(back, back.started_at)
+    assert im.by_alert[back.id] is home  # the provider's latency again: the same incident, reopened
+    assert home.resolved_at is None and len(im.open) == 2
+
+
+def test_a_teams_cost_after_a_resolved_cache_collapse_pages_anew():
+    """The cache collapse raised the gateway's cost (a gateway-wide cost alert in its incident).
+    A team's runaway agent 14 min after the collapse resolved is about a subject that incident
+    never named: a new page, not a reopened cache incident."""
+    im = IncidentManager()
+    im.imply("key", "analytics-agent", {"team": "analytics"})
+    collapse = alert("CacheHitRateCollapsed", "cache", {}, T0)
+    cost = alert("CostAnomaly", "cost", {}, T0 + 240)
+    _sent_then_resolved(im, (collapse, cost), T0 + 1200)
+    home = im.closed_recently[0]
+    runaway = alert("CostSpike", "cost", {"key": "analytics-agent"}, T0 + 1200 + 300 + 840)
+    im.fire(runaway, runaway.started_at)
+    assert im.by_alert[runaway.id] is not home and home not in im.open
+    # the collapse itself back within the grace, with nothing else open: its incident reopens
+    flapping = IncidentManager()
+    _sent_then_resolved(flapping, tuple(alert(a.name, a.category, a.labels, a.started_at) for a in (collapse, cost)),
+                        T0 + 1200)
+    flap = alert("CacheHitRateCollapsed", "cache", {}, T0 + 1200 + 300 + 840)
+    flapping.fire(flap, flap.started_at)
+    assert flapping.by_alert[flap.id].alerts.keys() == {collapse.id, cost.id}
+
+
+def test_a_gateway_wide_alert_ties_other_subjects_only_at_one_onset():
+    """Team analytics's runaway opens an incident; 38 min later team support's budget breach
+    lifts the gateway's cost too, and that gateway-wide alert joins analytics's incident (it
+    may be analytics's doing). Support's own cost alert of the same minute is 38 min from
+    analytics's onset: it pages on its own. Half an hour after the gateway-wide cost alert, a
+    model's latency is not tied to it either: only time links them, and not closely."""
+    im = IncidentManager()
+    im.imply("model", "claude-sonnet", {"provider": "anthropic"})
+    analytics = alert("CostSpike", "cost", {"team": "analytics"}, T0)
+    gateway = alert("CostSpike", "cost", {}, T0 + 2280)
+    support = alert("CostSpike", "cost", {"team": "support"}, T0 + 2280)
+    for a in (analytics, gateway, support):
+        im.fire(a, a.started_at)
+    home = im.by_alert[analytics.id]
+    assert im.by_alert[gateway.id] is home
+    assert im.by_alert[support.id] is not home
+    latency = alert("LatencyP95Doubled", "latency", {"model": "claude-sonnet"}, gateway.started_at + 1800)
+    im.fire(latency, latency.started_at)
+    assert im.by_alert[latency.id] not in (home, im.by_alert[support.id])
+    # at one onset, the gateway-wide alert does tie them (one cause above both)
+    im2 = IncidentManager()
+    at_once = (alert("CostSpike", "cost", {"team": "analytics"}, T0), alert("CostSpike", "cost", {}, T0 + 120),
+               alert("CostSpike", "cost", {"team": "support"}, T0 + 240))
+    for a in at_once:
+        im2.fire(a, a.started_at)
+    assert len(im2.open) == 1

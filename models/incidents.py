@@ -296,8 +296,9 @@ class IncidentManager:
 
     def _back_again(self, inc: Incident, alert: Alert) -> bool:
         """A resolved incident is reopened only by its own trouble coming back: an alert of the
-        same or a related category about the same subject (the same labels, or a label value in
-        common: team a's cost, then team a's budget; the gateway's cache collapse flapping). Any
+        same or a related category about a subject it named (a label value in common: team a's
+        cost, then team a's budget), or a gateway-wide alert of a kind it had (the gateway's
+        cache collapse flapping; not the gateway's 429s after its error rate). Any
         other alert is a new problem and pages on its own, even minutes after the resolved
         message: a crash loop after a model's slow spell, a team's runaway agent after a
         gateway-wide cache collapse (whose cost alert was gateway-wide, not that team's). An open
@@ -307,7 +308,9 @@ class IncidentManager:
             if not related(a.category, alert.category):
                 continue
             other = self.enrich(a.labels)
-            if other == labels or any(other.get(k) == v for k, v in labels.items()):
+            if any(other.get(k) == v for k, v in labels.items()):
+                return True
+            if a.category == alert.category and other == labels:  # gateway-wide: only the same kind
                 return True
         return False
 

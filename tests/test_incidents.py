@@ -339,3 +339,21 @@ def test_a_gateway_wide_alert_ties_other_subjects_only_at_one_onset():
     for a in at_once:
         im2.fire(a, a.started_at)
     assert len(im2.open) == 1
+
+
+def test_the_gateways_429s_after_its_resolved_error_rate_page_anew():
+    """Gateway-wide both: the error rate of an outage is resolved, 15 min later the gateway's
+    429 share jumps. Related kinds, but the only subject in common is the whole gateway: a new
+    page. The error rate itself back reopens the outage's incident."""
+    im = IncidentManager()
+    errors = alert("ErrorRateAnomaly", "error_rate", {}, T0)
+    _sent_then_resolved(im, (errors,), T0 + 1200)
+    home = im.closed_recently[0]
+    storm = alert("RateLimitAnomaly", "rate_limit", {}, T0 + 1200 + 300 + 900)
+    im.fire(storm, storm.started_at)
+    assert im.by_alert[storm.id] is not home
+    again = IncidentManager()
+    _sent_then_resolved(again, (alert("ErrorRateAnomaly", "error_rate", {}, T0),), T0 + 1200)
+    back = alert("GatewayErrorRateHigh", "error_rate", {}, storm.started_at)
+    again.fire(back, back.started_at)
+    assert again.by_alert[back.id].alerts.keys() == {errors.id, back.id}

@@ -54,6 +54,11 @@ _RELATED = {
 }
 
 
+# Of those, (cause, effect) pairs where the effect shows late, in a slower window: a traffic
+# surge is more spend, and the cost per hour and the day's budget follow within the hour.
+_DOWNSTREAM = {("traffic", "cost"), ("traffic", "budget")}
+
+
 def related(a: str, b: str) -> bool:
     return a == b or (a, b) in _RELATED or (b, a) in _RELATED
 
@@ -240,12 +245,15 @@ class IncidentManager:
         kind (``elsewhere``: the onset of that subject's trouble), the new alert must have started
         within ``SHARED_ONSET`` of it: team b's runaway 40 minutes into team a's is team b's own,
         even though the gateway's cost jumped with it. Otherwise a trouble of the gateway-wide
-        alert's own kind may join it for the whole ``join_window`` (a model's cache collapse
-        during the gateway's), and another kind only within ``SHARED_ONSET`` of it: a model's
-        latency half an hour into a gateway-wide cost alert is not that cost's cause."""
+        alert's own kind, or one it brings later (``_DOWNSTREAM``: a team's cost per hour doubling
+        20 minutes into the gateway's traffic surge), may join it for the whole ``join_window``;
+        another kind only within ``SHARED_ONSET`` of it: a model's latency half an hour into a
+        gateway-wide cost alert is not that cost's doing."""
         if elsewhere is not None:
             return alert.started_at - elsewhere <= SHARED_ONSET
-        return gateway.category == alert.category or abs(alert.started_at - gateway.started_at) <= SHARED_ONSET
+        if gateway.category == alert.category or (gateway.category, alert.category) in _DOWNSTREAM:
+            return True
+        return abs(alert.started_at - gateway.started_at) <= SHARED_ONSET
 
     def _about_another(self, live: list[Alert], labels: dict[str, str]) -> float | None:
         """When the incident's live scoped alerts name another value of a dimension ``labels``
@@ -298,7 +306,9 @@ class IncidentManager:
         """A resolved incident is reopened only by its own trouble coming back: an alert of the
         same or a related category about a subject it named (a label value in common: team a's
         cost, then team a's budget), or a gateway-wide alert of a kind it had (the gateway's
-        cache collapse flapping; not the gateway's 429s after its error rate). Any
+        cache collapse flapping; not the gateway's 429s after its error rate), or what a
+        gateway-wide alert of it brings late (``_DOWNSTREAM``: a team's cost per hour doubled by
+        the gateway's traffic surge, once its hour fills up). Any
         other alert is a new problem and pages on its own, even minutes after the resolved
         message: a crash loop after a model's slow spell, a team's runaway agent after a
         gateway-wide cache collapse (whose cost alert was gateway-wide, not that team's). An open
@@ -310,7 +320,9 @@ class IncidentManager:
             other = self.enrich(a.labels)
             if any(other.get(k) == v for k, v in labels.items()):
                 return True
-            if a.category == alert.category and other == labels:  # gateway-wide: only the same kind
+            if a.category == alert.category and other == labels:  # gateway-wide: only the same kind ...
+                return True
+            if not other and (a.category, alert.category) in _DOWNSTREAM:  # ... or what it brings later
                 return True
         return False
 

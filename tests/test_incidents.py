@@ -357,3 +357,24 @@ def test_the_gateways_429s_after_its_resolved_error_rate_page_anew():
     back = alert("GatewayErrorRateHigh", "error_rate", {}, storm.started_at)
     again.fire(back, back.started_at)
     assert again.by_alert[back.id].alerts.keys() == {errors.id, back.id}
+
+
+def test_a_teams_cost_per_hour_follows_the_gateways_traffic_surge():
+    """The gateway's traffic surge doubles every team's calls; a team's cost per hour (an hour's
+    window) crosses its threshold 20 minutes in, or once the surge is resolved. It is the
+    surge's doing: it joins the surge's incident, open or just resolved. A model's latency as
+    late has no such tie (see the test above for a gateway-wide cost alert)."""
+    im = IncidentManager()
+    surge = alert("TrafficSurge", "traffic", {}, T0)
+    cost = alert("CostPerHourDoubled", "cost", {"team": "prod_ceo"}, T0 + 1200)
+    for a in (surge, cost):
+        im.fire(a, a.started_at)
+    assert im.by_alert[cost.id] is im.by_alert[surge.id]
+    later = IncidentManager()
+    _sent_then_resolved(later, (alert("TrafficSurge", "traffic", {}, T0),), T0 + 1200)
+    home = later.closed_recently[0]
+    late_cost = alert("CostPerHourDoubled", "cost", {"team": "prod_ceo"}, T0 + 1200 + 300 + 300)
+    latency = alert("LatencyP95Doubled", "latency", {"model": "claude-sonnet"}, late_cost.started_at)
+    for a in (late_cost, latency):
+        later.fire(a, a.started_at)
+    assert later.by_alert[late_cost.id] is home and later.by_alert[latency.id] is not home

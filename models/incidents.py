@@ -215,6 +215,8 @@ class IncidentManager:
             return True
         if not self._agree(inc.anchor, labels):
             return False
+        if self._bigger_trouble(inc, alert, labels):
+            return False
         # Share a cause with an alert that is live now: an incident does not grow by chaining
         # (cost -> latency -> cache -> availability) through alerts that are long over.
         # It must also overlap in time: a team over its daily budget since the morning says
@@ -237,6 +239,14 @@ class IncidentManager:
             if a.started_at >= horizon or any(other.get(k) == v for k, v in labels.items()):
                 return True
         return False
+
+    @staticmethod
+    def _bigger_trouble(inc: Incident, alert: Alert, labels: dict[str, str]) -> bool:
+        """A critical alert about the whole gateway, of a kind the incident does not have, while
+        the incident is a warning about one subject (a model's latency, a team's cost): the gateway
+        going silent or failing is news of its own, not an update in that thread."""
+        return (alert.severity == "critical" and not labels and bool(inc.anchor)
+                and inc.severity() != "critical" and all(a.category != alert.category for a in inc.alerts.values()))
 
     @staticmethod
     def _near_onset(gateway: Alert, alert: Alert, elsewhere: float | None) -> bool:

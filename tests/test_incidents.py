@@ -378,3 +378,23 @@ def test_a_teams_cost_per_hour_follows_the_gateways_traffic_surge():
     for a in (late_cost, latency):
         later.fire(a, a.started_at)
     assert later.by_alert[late_cost.id] is home and later.by_alert[latency.id] is not home
+
+
+def test_the_whole_gateway_going_down_during_a_models_slow_spell_pages_on_its_own():
+    """llama-70b has been slow for 8 minutes (a warning about one model) when the gateway stops
+    answering altogether (critical, gateway-wide, another kind): a new page, not an update in
+    the model's thread. A critical outage opened by a provider still takes the gateway's
+    critical alerts of its own kind."""
+    im = IncidentManager()
+    im.imply("model", "llama-70b", {"provider": "together"})
+    slow = alert("LatencyP95Doubled", "latency", {"model": "llama-70b"}, T0)
+    silent = alert("GatewayTrafficStopped", "availability", {}, T0 + 480, "critical")
+    for a in (slow, silent):
+        im.fire(a, a.started_at)
+    assert im.by_alert[silent.id] is not im.by_alert[slow.id]
+    outage = IncidentManager()
+    provider = alert("ProviderErrorRateCritical", "error_rate", {"provider": "openai"}, T0, "critical")
+    gateway = alert("GatewayHigh5xxRate", "error_rate", {}, T0 + 60, "critical")
+    for a in (provider, gateway):
+        outage.fire(a, a.started_at)
+    assert len(outage.open) == 1

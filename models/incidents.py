@@ -245,8 +245,9 @@ class IncidentManager:
         """A critical alert about the whole gateway, of a kind the incident does not have, while
         the incident is a warning about one subject (a model's latency, a team's cost): the gateway
         going silent or failing is news of its own, not an update in that thread."""
-        return (alert.severity == "critical" and not labels and bool(inc.anchor)
-                and inc.severity() != "critical" and all(a.category != alert.category for a in inc.alerts.values()))
+        if alert.severity != "critical" or labels or not inc.anchor or inc.severity() == "critical":
+            return False
+        return all(a.category != alert.category for a in inc.alerts.values())
 
     @staticmethod
     def _near_onset(gateway: Alert, alert: Alert, elsewhere: float | None) -> bool:
@@ -318,11 +319,11 @@ class IncidentManager:
         cost, then team a's budget), or a gateway-wide alert of a kind it had (the gateway's
         cache collapse flapping; not the gateway's 429s after its error rate), or what a
         gateway-wide alert of it brings late (``_DOWNSTREAM``: a team's cost per hour doubled by
-        the gateway's traffic surge, once its hour fills up). Any
-        other alert is a new problem and pages on its own, even minutes after the resolved
-        message: a crash loop after a model's slow spell, a team's runaway agent after a
-        gateway-wide cache collapse (whose cost alert was gateway-wide, not that team's). An open
-        incident is joined on looser evidence (``_compatible``): symptoms that fire together."""
+        the gateway's traffic surge, once its hour fills up). Any other alert is a new problem
+        and pages on its own, even minutes after the resolved message: a crash loop after a
+        model's slow spell, a team's runaway agent after a gateway-wide cache collapse (whose
+        cost alert was gateway-wide, not that team's). An open incident is joined on looser
+        evidence (``_compatible``): symptoms that fire together."""
         labels = self.enrich(alert.labels)
         for a in inc.alerts.values():
             if not related(a.category, alert.category):

@@ -282,7 +282,8 @@ def test_a_new_kind_of_trouble_after_the_resolved_message_pages_anew():
     p95 = alert("LatencyP95High", "latency", {}, T0 + 600)
     _sent_then_resolved(im, (slow, p95), T0 + 1800)
     home = im.closed_recently[0]
-    crash = alert("GatewayCrashLoop", "availability", {"app": "llm-gateway"}, T0 + 1800 + 300 + 1080, "critical")
+    crash_at = T0 + 1800 + 300 + 1080  # 18 min after the resolved message
+    crash = alert("GatewayCrashLoop", "availability", {"app": "llm-gateway"}, crash_at, "critical")
     im.fire(crash, crash.started_at)
     assert im.by_alert[crash.id] is not home and len(im.open) == 1
     back = alert("LatencyMedianDoubled", "latency", {"provider": "anthropic"}, crash.started_at + 60)
@@ -306,8 +307,8 @@ def test_a_teams_cost_after_a_resolved_cache_collapse_pages_anew():
     assert im.by_alert[runaway.id] is not home and home not in im.open
     # the collapse itself back within the grace, with nothing else open: its incident reopens
     flapping = IncidentManager()
-    _sent_then_resolved(flapping, tuple(alert(a.name, a.category, a.labels, a.started_at) for a in (collapse, cost)),
-                        T0 + 1200)
+    again = tuple(alert(a.name, a.category, a.labels, a.started_at) for a in (collapse, cost))
+    _sent_then_resolved(flapping, again, T0 + 1200)
     flap = alert("CacheHitRateCollapsed", "cache", {}, T0 + 1200 + 300 + 840)
     flapping.fire(flap, flap.started_at)
     assert flapping.by_alert[flap.id].alerts.keys() == {collapse.id, cost.id}
@@ -334,7 +335,8 @@ def test_a_gateway_wide_alert_ties_other_subjects_only_at_one_onset():
     assert im.by_alert[latency.id] not in (home, im.by_alert[support.id])
     # at one onset, the gateway-wide alert does tie them (one cause above both)
     im2 = IncidentManager()
-    at_once = (alert("CostSpike", "cost", {"team": "analytics"}, T0), alert("CostSpike", "cost", {}, T0 + 120),
+    at_once = (alert("CostSpike", "cost", {"team": "analytics"}, T0),
+               alert("CostSpike", "cost", {}, T0 + 120),
                alert("CostSpike", "cost", {"team": "support"}, T0 + 240))
     for a in at_once:
         im2.fire(a, a.started_at)

@@ -234,8 +234,8 @@ class IncidentManager:
             other = self.enrich(a.labels)
             if not self._agree(other, labels):
                 continue
-            if labels and not other and not self._near_onset(a, alert, elsewhere):
-                continue
+            if not (labels and other) and not self._near_onset(a, alert, elsewhere):
+                continue  # a gateway-wide side: only time ties them
             if a.started_at >= horizon or any(other.get(k) == v for k, v in labels.items()):
                 return True
         return False
@@ -250,21 +250,22 @@ class IncidentManager:
         return all(a.category != alert.category for a in inc.alerts.values())
 
     @staticmethod
-    def _near_onset(gateway: Alert, alert: Alert, elsewhere: float | None) -> bool:
-        """May a gateway-wide alert tie the scoped ``alert`` to its incident? No label says they
-        share a cause, only time does. When the incident is about another subject of the same
+    def _near_onset(live: Alert, alert: Alert, elsewhere: float | None) -> bool:
+        """May ``live`` tie ``alert`` to its incident when one of them is gateway-wide? No label
+        says they share a cause, only time does. When the incident is about another subject of the same
         kind (``elsewhere``: the onset of that subject's trouble), the new alert must have started
         within ``SHARED_ONSET`` of it: team b's runaway 40 minutes into team a's is team b's own,
         even though the gateway's cost jumped with it. Otherwise a trouble of the gateway-wide
         alert's own kind, or one it brings later (``_DOWNSTREAM``: a team's cost per hour doubling
         20 minutes into the gateway's traffic surge), may join it for the whole ``join_window``;
         another kind only within ``SHARED_ONSET`` of it: a model's latency half an hour into a
-        gateway-wide cost alert is not that cost's doing."""
+        gateway-wide cost alert is not that cost's doing, nor is the gateway's crash loop an hour
+        into its slow spell, nor its 429s 17 minutes into a provider's outage."""
         if elsewhere is not None:
             return alert.started_at - elsewhere <= SHARED_ONSET
-        if gateway.category == alert.category or (gateway.category, alert.category) in _DOWNSTREAM:
+        if live.category == alert.category or (live.category, alert.category) in _DOWNSTREAM:
             return True
-        return abs(alert.started_at - gateway.started_at) <= SHARED_ONSET
+        return abs(alert.started_at - live.started_at) <= SHARED_ONSET
 
     def _about_another(self, live: list[Alert], labels: dict[str, str]) -> float | None:
         """When the incident's live scoped alerts name another value of a dimension ``labels``

@@ -12,10 +12,13 @@ labels (gateway-wide) join any compatible incident. The new alert must be relate
 an alert that is firing now, so an incident that lasts all day (a team over its daily
 budget) does not absorb every later, unrelated problem by chaining categories, and
 that alert must have started within ``join_window`` (1 h) of the new one, unless both
-are about the same subject (one team's cost, then its budget). A gateway-wide alert links
-a scoped one to an incident about another subject of the same kind (team a's runaway, then
-team b's) only if both started within ``SHARED_ONSET`` (10 min): else the gateway's cost is
-team a's doing, and team b pages on its own.
+are about the same subject (one team's cost, then its budget). Where one side is
+gateway-wide only time links the two: alerts of different kinds must have started within
+``SHARED_ONSET`` (10 min) of each other, unless the later one is what the other brings late
+(``_DOWNSTREAM``: a traffic surge's cost); a scoped alert joins an incident about another
+subject of the same kind (team a's runaway, then team b's) only within ``SHARED_ONSET`` of
+that subject's onset: else the gateway's cost is team a's doing, and team b pages on its own;
+and a critical gateway-wide alert of a new kind does not join a warning about one subject.
 
 *Notification log*, in the spirit of Alertmanager's ``nflog``: an incident is sent
 when it opens, when its set of alerts or its severity changes (at most once per

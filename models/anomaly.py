@@ -247,7 +247,6 @@ class AnomalyModels:
             setattr(self, k, v)
 
 
-
 def _alert_id(tkey: tuple[str, str, str]) -> str:
     return f"anomaly:{tkey[2]}|{tkey[0]}={tkey[1]}"
 

@@ -66,6 +66,11 @@ def related(a: str, b: str) -> bool:
     return a == b or (a, b) in _RELATED or (b, a) in _RELATED
 
 
+def _name_one(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Two alerts' (enriched) labels name one subject in common: the same team, model, app ..."""
+    return any(a.get(k) == v for k, v in b.items())
+
+
 @dataclass(slots=True)
 class Alert:
     id: str  # rule name + series: stable for the life of the condition
@@ -239,7 +244,7 @@ class IncidentManager:
                 continue
             if not (labels and other) and not self._near_onset(a, alert, elsewhere):
                 continue  # a gateway-wide side: only time ties them
-            if a.started_at >= horizon or any(other.get(k) == v for k, v in labels.items()):
+            if a.started_at >= horizon or _name_one(other, labels):
                 return True
         return False
 
@@ -333,7 +338,7 @@ class IncidentManager:
             if not related(a.category, alert.category):
                 continue
             other = self.enrich(a.labels)
-            if any(other.get(k) == v for k, v in labels.items()):
+            if _name_one(other, labels):
                 return True
             if a.category == alert.category and other == labels:  # gateway-wide: only the same kind ...
                 return True

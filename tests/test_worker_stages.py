@@ -30,16 +30,9 @@ def sim_files(tmp_path_factory):
 @pytest.mark.parametrize("seconds_per_batch", [0.01, 1.0])
 def test_stages_send_what_replay_sends(sim_files, seconds_per_batch):
     """Batches of the three files interleaved, through JSON, as the topics carry them."""
-    stage, notes, now = DetectStage.new(Engine(), idle_seconds=5), [], 0.0
-    for group in itertools.zip_longest(*(raw_batches(p) for p in sim_files)):
-        for raw in filter(None, group):
-            msg, rejects = ingest_batch(raw)
-            assert not rejects
-            now += seconds_per_batch
-            notes += stage.on_partials(orjson.loads(orjson.dumps(msg)), now)
-    notes += stage.on_tick(now + 100)  # every input idle: the input has ended
+    notes = _through_the_stages(sim_files, 500, Engine(), seconds_per_batch)
     want = replay_notes(sim_files)
-    assert want and orjson.loads(orjson.dumps(notes)) == want
+    assert want and notes == want
 
 
 def test_parts_of_a_minute_from_many_messages_add_up_as_replay(sim_files):
@@ -65,14 +58,18 @@ def test_the_anomaly_scores_match_replay_to_the_last_digit(tmp_path):
     assert len(notes) > 20 and notes == replay_notes(files, engine=build_engine())
 
 
-def _through_the_stages(files: list[str], size: int, engine: Engine) -> list[dict]:
+def _through_the_stages(files: list[str], size: int, engine: Engine,
+                        seconds_per_batch: float = 0.01) -> list[dict]:
+    """Raw messages of ``size`` lines of the files, interleaved, through ingest and detect as the
+    agents call them (through JSON, as the topics carry them); the notifications, as JSON."""
     stage, notes, now = DetectStage.new(engine, idle_seconds=5), [], 0.0
     for group in itertools.zip_longest(*(raw_batches(p, size) for p in files)):
         for raw in filter(None, group):
-            msg, _ = ingest_batch(raw)
-            now += 0.01
+            msg, rejects = ingest_batch(raw)
+            assert not rejects
+            now += seconds_per_batch
             notes += stage.on_partials(orjson.loads(orjson.dumps(msg)), now)
-    notes += stage.on_tick(now + 100)
+    notes += stage.on_tick(now + 100)  # every input idle: the input has ended
     return orjson.loads(orjson.dumps(notes))
 
 

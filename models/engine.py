@@ -19,7 +19,7 @@ from models import events as E
 from models.cardinality import OVERFLOW, Cardinality, FloodWatch
 from models.config import Config
 from models.incidents import Alert, IncidentManager
-from models.metrics import BASELINE, COUNT_FIELD, METRICS, VOLUME_FIELD, Reading
+from models.metrics import BASELINE, COUNT_FIELD, METRICS, RATE_RATIOS, VOLUME_FIELD, Reading
 from models.notifications import fmt_value, where
 from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
@@ -54,6 +54,8 @@ class Engine:
                     specs["gateway"] |= mine
         self.specs = {dim: tuple(sorted(s)) for dim, s in specs.items()}
         self.gates = {rule.name: _gates(rule) for rule in self.config.rules}
+        self.stop_rules = _stop_rules(self.config.rules)
+        self.dark: set[int] = set()  # minutes the gateway was down (``_mark_dark``)
         # Sums without histograms (SeriesWindow ``plain``); whoever adds a spec that reads a
         # quantile (the anomaly models) removes it from here.
         self.plain_specs = {dim: frozenset(s - quantiled[dim]) for dim, s in specs.items()}
@@ -84,8 +86,11 @@ class Engine:
             if name != "volume_gates":
                 setattr(self, name, value)
         self.gates = {rule.name: _gates(rule) for rule in self.config.rules}
+        self.stop_rules = _stop_rules(self.config.rules)
         if "plain_specs" not in state:
             self.plain_specs = {}
+        if "dark" not in state:
+            self.dark = set()
 
     # --- input --------------------------------------------------------------------
     def process(self, ev: E.Event) -> list[dict]:
@@ -275,6 +280,7 @@ class Engine:
                 if (rule.name, key) not in states and not _open(gates.get(rule.name, ()), sums):
                     continue  # too thin to be judged, and nothing pending or firing: it cannot change
                 self._judge(rule, key, w, minute, now, readings)
+        self._mark_dark(minute)
         for det in self.extra_detectors:
             det.on_minute(self, minute)
         if self.recorder is not None:
@@ -313,17 +319,52 @@ class Engine:
             return self._spend_reading(rule, key, now)
         base = w.sums.get((rule.baseline, rule.window)) if rule.baseline else None
         window = w.sums[(rule.window, 0)]
-        reading = _metric(readings, rule.metric, rule, window, base)
+        base_minutes = self._base_minutes(rule, minute)
+        if base_minutes == rule.baseline:
+            reading = _metric(readings, rule.metric, rule, window, base)
+        elif base_minutes * 4 < rule.baseline:
+            return None  # the gateway was down for most of the baseline: too little to compare with
+        else:
+            reading = METRICS[rule.metric](window, base, rule.window, base_minutes)
         confirm = rule.confirm
         if reading is not None and ((confirm is not None and not rule.confirmed_by(
                 _metric(readings, confirm[0], rule, window, base))) or (
                 getattr(rule, "outgrow_gateway", False)  # a rule from a snapshot older than the field
-                and not self._outgrows_gateway(rule, window, base, reading))):
+                and not self._outgrows_gateway(rule, window, base, reading, base_minutes))):
             return Reading(0.0 if rule.op == ">" else float("inf"), reading.volume, reading.count,
                            reading.actual, reading.expected)
         return reading
 
-    def _outgrows_gateway(self, rule: Rule, window: Bucket, base: Bucket | None, reading: Reading) -> bool:
+    def _base_minutes(self, rule: Rule, minute: int) -> int:
+        """The minutes of the rule's baseline to divide by: a rate's baseline leaves out the
+        minutes the gateway was down (``_mark_dark``). An hour holding a 20-minute blackout
+        carries two thirds of an hour's calls and cost; compared as a whole hour, the
+        recovery after it reads as a surge or as cost per hour doubled."""
+        if not self.dark or rule.op != ">" or rule.metric not in RATE_RATIOS:
+            return rule.baseline
+        hi = minute - rule.window  # the baseline is minutes (hi - baseline, hi], as its sum is
+        return rule.baseline - sum(1 for m in self.dark if hi - rule.baseline < m <= hi)
+
+    def _mark_dark(self, minute: int) -> None:
+        """Remember the minutes the gateway was down: minutes without one call while a rule on
+        its falling request rate (``GatewayTrafficStopped``) was pending or firing. A quiet
+        night's empty minutes are not dark: nobody called, the gateway was not down."""
+        dark = self.dark
+        if dark:
+            horizon = minute - self.retention
+            dark.difference_update([m for m in dark if m <= horizon])
+        gateway = self.series.get(("gateway", ""))
+        if gateway is None:
+            return
+        for rule in self.stop_rules:
+            if (rule.name, ("gateway", "")) in self.states:
+                for m in range(minute - rule.window + 1, minute + 1):
+                    b = gateway.buckets.get(m)
+                    if b is None or b.requests == 0:
+                        dark.add(m)
+
+    def _outgrows_gateway(self, rule: Rule, window: Bucket, base: Bucket | None, reading: Reading,
+                          base_minutes: int) -> bool:
         """A series' request ratio beats ``threshold`` times that of the rest of the gateway
         (the gateway without it), when the rest rose: the surge is this series' own."""
         gateway = self.series.get(("gateway", ""))
@@ -333,7 +374,7 @@ class Engine:
         rest_before = gateway.sums[(rule.baseline, rule.window)].requests - base.requests
         if rest_before <= 0:
             return True
-        rest_ratio = (rest_now / rule.window) / (rest_before / rule.baseline)
+        rest_ratio = (rest_now / rule.window) / (rest_before / base_minutes)
         return reading.value > rule.threshold * max(rest_ratio, 1.0)
 
     def _spend_reading(self, rule: Rule, key, now: float) -> Reading | None:
@@ -373,6 +414,11 @@ def _metric(readings: dict[tuple[str, int, int], Reading | None], name: str, rul
         return readings[key]
     reading = readings[key] = METRICS[name](window, base, rule.window, rule.baseline)
     return reading
+
+
+def _stop_rules(rules: tuple[Rule, ...]) -> list[Rule]:
+    """The rules that page when the gateway's traffic stops: its request rate falling."""
+    return [r for r in rules if r.metric == "request_ratio" and r.op == "<" and "gateway" in r.scopes]
 
 
 Gate = tuple[tuple[int, int], str, float]  # (window spec, counter, minimum)

@@ -228,6 +228,10 @@ METRICS: Final[dict[str, Metric]] = {
     "gauge_mean": gauge_mean,
 }
 
+# The metrics that compare a rate per minute with the baseline's: minutes without a call in the
+# baseline (the gateway down) deflate it, and the engine leaves them out (``Engine._base_minutes``).
+RATE_RATIOS = frozenset({"request_ratio", "cost_ratio"})
+
 # The metrics that read a histogram (a quantile); every other one reads only counters.
 QUANTILE_METRICS = frozenset({"latency_p95", "latency_p95_ratio", "latency_p50_ratio", "ingestion_lag_p95"})
 

@@ -158,15 +158,15 @@ def test_volume_field_is_the_metric_volume():
 
 
 def test_engine_snapshot_from_before_the_speed_fields_still_runs():
-    """A worker snapshot pickled before ``Engine.plain_specs`` and with the old ``volume_gates`` (and
-    ``SeriesWindow.plain``) existed must restore and keep detecting."""
+    """A worker snapshot pickled before ``Engine.plain_specs`` and ``dark``, and with the old
+    ``volume_gates`` (and ``SeriesWindow.plain``) existed must restore and keep detecting."""
     import pickle
 
     eng = Engine()
     for ev in traffic(30, 60):
         eng.process(ev)
     state = eng.__getstate__()
-    del state["plain_specs"], state["gates"]
+    del state["plain_specs"], state["gates"], state["dark"], state["stop_rules"]
     state["volume_gates"] = {"GatewayErrorRateCritical": ((2, 0), "requests", 20.0)}  # the old form
     for w in state["series"].values():
         w.plain = frozenset()
@@ -178,6 +178,7 @@ def test_engine_snapshot_from_before_the_speed_fields_still_runs():
     restored = pickle.loads(pickle.dumps(OldSnapshot()))
     assert type(restored) is Engine
     assert restored.plain_specs == {} and restored.gates == eng.gates
+    assert restored.dark == set() and restored.stop_rules == eng.stop_rules
     outage = traffic(15, 60, start=T0 + 1800, fail_every=2)
     notes = [n for ev in outage for n in restored.process(ev)] + restored.finish()
     assert "GatewayErrorRateCritical" in fired(notes)
@@ -329,3 +330,29 @@ def test_a_surge_of_the_whole_gateway_is_not_one_teams(case):
         assert "TrafficSurge" in fired(notes)
     else:
         assert "GatewayTrafficStopped" in fired(notes)
+
+
+@pytest.mark.parametrize("surge", [False, True])
+def test_the_hour_after_a_blackout_is_not_a_surge_nor_a_cost_spike_but_a_real_surge_pages(surge):
+    # 40 calls a minute at $0.01, 40 minutes without one (the blackout pages), then the same
+    # traffic again. The hours that hold the dark minutes carry a third of an hour's calls and
+    # cost: compared as whole hours, the recovery read as a surge (×3) and as cost per hour
+    # doubled. Without the dark minutes it is what it was. A real surge (×3) 25 minutes after
+    # the gateway came back still pages, against the 25 minutes it has had since.
+    before, dark, after = 150, 40, 150
+    back = T0 + (before + dark) * 60
+    events = traffic(before, 40, cost=0.01) + _heartbeat(before + dark + after, T0)
+    if surge:
+        events += traffic(25, 40, start=back, cost=0.01) + traffic(20, 120, start=back + 25 * 60, cost=0.01)
+        events += traffic(after - 45, 40, start=back + 45 * 60, cost=0.01)
+    else:
+        events += traffic(after, 40, start=back, cost=0.01)
+    notes = run(events)
+    assert "GatewayTrafficStopped" in fired(notes)
+    surges = [n for n in notes if n["status"] == "firing" and n["category"] == "traffic" and n["severity"] != "info"]
+    if not surge:
+        assert not surges and "CostPerHourDoubled" not in fired(notes)
+        return
+    from datetime import datetime
+    at = datetime.fromisoformat(surges[0]["at"].replace("Z", "+00:00")).timestamp()
+    assert 0 < at - (back + 25 * 60) <= 12 * 60 and "TrafficSurge" in fired(notes)

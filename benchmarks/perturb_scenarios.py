@@ -2,7 +2,7 @@
 """Write a perturbed copy of a labelled scenario, to see how detection generalises.
 
 usage: perturb_scenarios.py SRC_DIR OUT_DIR [--scale F] [--shift-hours H] [--rename]
-                            [--milder F] [--seed N]
+                            [--milder F] [--start HH:MM] [--seed N]
 
 SRC_DIR holds the three files of a shared scenario (``litellm.ndjson.gz`` LiteLLM
 StandardLoggingPayload lines, ``fly.ndjson.gz`` Fly NATS log envelopes, ``langfuse.ndjson.gz``
@@ -29,6 +29,10 @@ Langfuse observations) and ``labels.json``. OUT_DIR gets the same four files, ch
   call ends when it did and starts later), the excess trace ingestion lag and ClickHouse errors
   (tracing). Cache and cost incidents are left as they are (a milder cache collapse or spend
   spike cannot be made from the records without inventing hits or prices).
+* ``--start HH:MM``: the input begins later: every line before HH:MM on the scenario's first day
+  is dropped (LiteLLM by ``endTime``, Fly by ``timestamp``, Langfuse by ``createdAt``, the times
+  each file is ordered by), and the labelled incidents that began before it with them. An
+  incident comes soon after the first line, before the relative rules have an hour of past.
 
 Everything is seeded (``--seed``, default 1): the same arguments write the same files.
 """
@@ -453,7 +457,7 @@ def shrink_lag(langfuse: list[dict], spans: list, share: float) -> None:
 # --- main ---------------------------------------------------------------------------------
 
 def perturb(src: Path, dst: Path, scale: float = 1.0, shift_hours: float = 0.0, rename_all: bool = False,
-            mild: float = 1.0, seed: int = 1) -> dict:
+            mild: float = 1.0, seed: int = 1, start: str = "") -> dict:
     data = {k: read(src / f"{k}.ndjson.gz") for k in FILES}
     data["labels"] = json.loads((src / "labels.json").read_text())
     if mild < 1:
@@ -466,7 +470,22 @@ def perturb(src: Path, dst: Path, scale: float = 1.0, shift_hours: float = 0.0, 
         data = shift(data, shift_hours)
     if rename_all:
         data = rename(data)
+    if start:
+        data = cut_before(data, start)
     return save(dst, data, data["labels"])
+
+
+def cut_before(data: dict, hhmm: str) -> dict:
+    """Drop every line before ``hhmm`` of the scenario's first day, and the incidents begun by then."""
+    labels = data["labels"]
+    at = labels["start"][:11] + hhmm + ":00.000Z"
+    cut = iso_ns(at)[0]
+    data["litellm"] = [r for r in data["litellm"] if micros(r["endTime"]) * 1000 >= cut]
+    data["fly"] = [f for f in data["fly"] if iso_ns(f["timestamp"])[0] >= cut]
+    data["langfuse"] = [o for o in data["langfuse"] if iso_ns(o["createdAt"])[0] >= cut]
+    incidents = [i for i in labels["incidents"] if iso_ns(i["start"])[0] >= cut]
+    data["labels"] = dict(labels, start=at, incidents=incidents)
+    return data
 
 
 def save(dst: Path, data: dict, labels: dict) -> dict:
@@ -487,9 +506,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shift-hours", type=float, default=0.0)
     ap.add_argument("--rename", action="store_true")
     ap.add_argument("--milder", type=float, default=1.0)
+    ap.add_argument("--start", default="", metavar="HH:MM", help="drop every line before this time")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
-    labels = perturb(a.src, a.dst, a.scale, a.shift_hours, a.rename, a.milder, a.seed)
+    labels = perturb(a.src, a.dst, a.scale, a.shift_hours, a.rename, a.milder, a.seed, a.start)
     print(json.dumps({"out": str(a.dst), "records": labels["records"], "incidents": len(labels["incidents"])}))
 
 

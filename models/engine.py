@@ -26,6 +26,9 @@ from models.rules import SPEND_METRICS, Rule, RuleState, Transition
 from models.state import attributes
 from models.windows import STEP, Bucket, SeriesWindow
 
+# A series present from the input's first minutes (give or take FROM_START) is judged by the
+# rules that compare it with its own past once it has WARM_UP minutes of it (``_min_age``).
+WARM_UP, FROM_START = 30, 5
 DIMS = ("gateway", "provider", "model", "team", "key", "app", "tracing", "gauge", "team_model")
 _LABELLED = {"provider", "model", "team", "key", "app"}
 
@@ -56,6 +59,7 @@ class Engine:
         self.gates = {rule.name: _gates(rule) for rule in self.config.rules}
         self.stop_rules = _stop_rules(self.config.rules)
         self.dark: set[int] = set()  # minutes the gateway was down (``_mark_dark``)
+        self.start_minute: int | None = None  # the first minute of the input (``_min_age``)
         # Sums without histograms (SeriesWindow ``plain``); whoever adds a spec that reads a
         # quantile (the anomaly models) removes it from here.
         self.plain_specs = {dim: frozenset(s - quantiled[dim]) for dim, s in specs.items()}
@@ -91,6 +95,8 @@ class Engine:
             self.plain_specs = {}
         if "dark" not in state:
             self.dark = set()
+        if "start_minute" not in state:
+            self.start_minute = None
 
     # --- input --------------------------------------------------------------------
     def process(self, ev: E.Event) -> list[dict]:
@@ -161,6 +167,8 @@ class Engine:
         if self.max_ts is None or closed is None:
             self.max_ts = ts
             self.closed_minute = int((ts - self.config.lateness) // STEP) - 1
+            if self.start_minute is None:
+                self.start_minute = self.closed_minute + 1
             return []
         self.max_ts = max_ts = max(self.max_ts, ts)
         last = int((max_ts - self.config.lateness) // STEP) - 1
@@ -313,17 +321,17 @@ class Engine:
               readings: dict[tuple[str, int, int], Reading | None]) -> Reading | None:
         """The rule's reading of the series; ``readings`` holds the metrics already read from the
         same sums this minute (two latency rules read the same median: its quantiles once)."""
-        if rule.min_age and w.age_minutes(minute) < rule.min_age + rule.window:
+        if rule.min_age and w.age_minutes(minute) < self._min_age(rule, w) + rule.window:
             return None
         if rule.metric in SPEND_METRICS:
             return self._spend_reading(rule, key, now)
         base = w.sums.get((rule.baseline, rule.window)) if rule.baseline else None
         window = w.sums[(rule.window, 0)]
-        base_minutes = self._base_minutes(rule, minute)
+        base_minutes = self._base_minutes(rule, w, minute)
         if base_minutes == rule.baseline:
             reading = _metric(readings, rule.metric, rule, window, base)
         elif base_minutes * 4 < rule.baseline:
-            return None  # the gateway was down for most of the baseline: too little to compare with
+            return None  # too little baseline to compare with: the gateway was down for most of it
         else:
             reading = METRICS[rule.metric](window, base, rule.window, base_minutes)
         confirm = rule.confirm
@@ -335,15 +343,32 @@ class Engine:
                            reading.actual, reading.expected)
         return reading
 
-    def _base_minutes(self, rule: Rule, minute: int) -> int:
-        """The minutes of the rule's baseline to divide by: a rate's baseline leaves out the
-        minutes the gateway was down (``_mark_dark``). An hour holding a 20-minute blackout
-        carries two thirds of an hour's calls and cost; compared as a whole hour, the
-        recovery after it reads as a surge or as cost per hour doubled."""
-        if not self.dark or rule.op != ">" or rule.metric not in RATE_RATIOS:
+    def _min_age(self, rule: Rule, w: SeriesWindow) -> int:
+        """Minutes a series must have existed before the rule judges it. A new team or model
+        has no normal yet, so it waits the rule's ``min_age``; a series that was there from the
+        first minute of the input is not new, only its past is unknown: it is judged once it
+        has ``WARM_UP`` minutes of baseline (an outage or a runaway 40 minutes into a replay, or
+        after a worker's first start, pages instead of going unseen for an hour or two)."""
+        start, first = self.start_minute, w.first_minute
+        if start is not None and first is not None and first <= start + FROM_START:
+            return min(rule.min_age, WARM_UP)
+        return rule.min_age
+
+    def _base_minutes(self, rule: Rule, w: SeriesWindow, minute: int) -> int:
+        """The minutes of the rule's baseline to divide a rate by: those the series existed
+        (a series judged before its baseline is full, ``_min_age``), less those the gateway was
+        down (``_mark_dark``). An hour holding a 20-minute blackout carries two thirds of an
+        hour's calls and cost; compared as a whole hour, the recovery after it reads as a surge
+        or as cost per hour doubled."""
+        if rule.metric not in RATE_RATIOS:
             return rule.baseline
-        hi = minute - rule.window  # the baseline is minutes (hi - baseline, hi], as its sum is
-        return rule.baseline - sum(1 for m in self.dark if hi - rule.baseline < m <= hi)
+        hi = minute - rule.window  # the baseline is minutes (lo, hi], as its sum is
+        lo = hi - rule.baseline
+        if w.first_minute is not None and w.first_minute - 1 > lo:
+            lo = w.first_minute - 1
+        if not self.dark or rule.op != ">":
+            return hi - lo
+        return hi - lo - sum(1 for m in self.dark if lo < m <= hi)
 
     def _mark_dark(self, minute: int) -> None:
         """Remember the minutes the gateway was down: minutes without one call while a rule on

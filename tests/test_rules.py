@@ -158,15 +158,16 @@ def test_volume_field_is_the_metric_volume():
 
 
 def test_engine_snapshot_from_before_the_speed_fields_still_runs():
-    """A worker snapshot pickled before ``Engine.plain_specs`` and ``dark``, and with the old
-    ``volume_gates`` (and ``SeriesWindow.plain``) existed must restore and keep detecting."""
+    """A worker snapshot pickled before ``Engine.plain_specs``, ``dark`` and ``start_minute``, and
+    with the old ``volume_gates`` (and ``SeriesWindow.plain``) existed must restore and keep
+    detecting."""
     import pickle
 
     eng = Engine()
     for ev in traffic(30, 60):
         eng.process(ev)
     state = eng.__getstate__()
-    del state["plain_specs"], state["gates"], state["dark"], state["stop_rules"]
+    del state["plain_specs"], state["gates"], state["dark"], state["stop_rules"], state["start_minute"]
     state["volume_gates"] = {"GatewayErrorRateCritical": ((2, 0), "requests", 20.0)}  # the old form
     for w in state["series"].values():
         w.plain = frozenset()
@@ -178,7 +179,7 @@ def test_engine_snapshot_from_before_the_speed_fields_still_runs():
     restored = pickle.loads(pickle.dumps(OldSnapshot()))
     assert type(restored) is Engine
     assert restored.plain_specs == {} and restored.gates == eng.gates
-    assert restored.dark == set() and restored.stop_rules == eng.stop_rules
+    assert restored.dark == set() and restored.stop_rules == eng.stop_rules and restored.start_minute is None
     outage = traffic(15, 60, start=T0 + 1800, fail_every=2)
     notes = [n for ev in outage for n in restored.process(ev)] + restored.finish()
     assert "GatewayErrorRateCritical" in fired(notes)
@@ -349,10 +350,43 @@ def test_the_hour_after_a_blackout_is_not_a_surge_nor_a_cost_spike_but_a_real_su
         events += traffic(after, 40, start=back, cost=0.01)
     notes = run(events)
     assert "GatewayTrafficStopped" in fired(notes)
-    surges = [n for n in notes if n["status"] == "firing" and n["category"] == "traffic" and n["severity"] != "info"]
+    surges = [n for n in notes
+              if n["status"] == "firing" and n["category"] == "traffic" and n["severity"] != "info"]
     if not surge:
         assert not surges and "CostPerHourDoubled" not in fired(notes)
         return
     from datetime import datetime
     at = datetime.fromisoformat(surges[0]["at"].replace("Z", "+00:00")).timestamp()
     assert 0 < at - (back + 25 * 60) <= 12 * 60 and "TrafficSurge" in fired(notes)
+
+
+def _runaway_at(minute: int, team_from: int) -> list:
+    """support calls steadily from the input's first minute; analytics from ``team_from``;
+    from ``minute`` on, an agent of analytics spends $0.05 a call, ten calls a minute."""
+    events = traffic(minute + 30, 30, cost=0.001)
+    team = {"team": "analytics", "key": "analytics-svc"}
+    events += traffic(minute - team_from, 10, start=T0 + team_from * 60, cost=0.001, **team)
+    events += traffic(30, 10, start=T0 + minute * 60, cost=0.001, **team)
+    agent = {"team": "analytics", "key": "analytics-agent"}
+    return events + traffic(30, 10, start=T0 + minute * 60, cost=0.05, **agent)
+
+
+def test_a_runaway_forty_minutes_into_the_input_pages_within_minutes():
+    # The rules that compare a series with its own last hour wait for a new team's first hour
+    # (it has no normal yet). A team that was there from the input's first minute is not new:
+    # it is judged once it has 30 minutes of past, so a replay (or a worker's first start) that
+    # begins 40 minutes before a runaway pages it, where it stayed silent for the hour.
+    notes = run(_runaway_at(40, team_from=0))
+    cost = [n for n in notes if n["status"] == "firing" and n["category"] == "cost"]
+    assert cost and cost[0]["labels"].get("team") == "analytics"
+    from datetime import datetime
+    at = datetime.fromisoformat(cost[0]["at"].replace("Z", "+00:00")).timestamp()
+    assert 0 < at - (T0 + 40 * 60) <= 6 * 60
+
+
+def test_a_team_new_an_hour_into_the_input_still_waits_its_first_hour():
+    # The same spend from a team whose first call came an hour into the input: new, so no
+    # relative rule judges it in its first hour (its own rules only: the gateway's cost, which
+    # was there from the start, may still page).
+    notes = run(_runaway_at(100, team_from=60))
+    assert not [n for n in notes if n["status"] == "firing" and n["labels"].get("team") == "analytics"]

@@ -269,9 +269,11 @@ class IncidentManager:
         another kind only within ``SHARED_ONSET`` of it: a model's latency half an hour into a
         gateway-wide cost alert is not that cost's doing, nor is the gateway's crash loop an hour
         into its slow spell, nor its 429s 17 minutes into a provider's outage."""
+        if (live.category, alert.category) in _DOWNSTREAM:
+            return True
         if elsewhere is not None:
             return alert.started_at - elsewhere <= SHARED_ONSET
-        if live.category == alert.category or (live.category, alert.category) in _DOWNSTREAM:
+        if live.category == alert.category:
             return True
         return abs(alert.started_at - live.started_at) <= SHARED_ONSET
 

@@ -384,6 +384,27 @@ def test_a_teams_cost_per_hour_follows_the_gateways_traffic_surge():
     assert later.by_alert[late_cost.id] is home and later.by_alert[latency.id] is not home
 
 
+def test_a_teams_cost_follows_the_surge_also_when_another_teams_cost_paged_it_first():
+    """With the models, one team's cost anomaly pages a minute into the gateway's surge, before
+    the gateway's own TrafficSurge (5 + 5 minutes) joins it. Another team's cost per hour doubled
+    12 minutes later is still the surge's doing, not another team's runaway beside the first
+    (which pages on its own when it started over 10 minutes after it: no gateway traffic alert)."""
+    im = IncidentManager()
+    first = alert("CostAnomaly", "cost", {"team": "prod_customer"}, T0)
+    surge = alert("TrafficSurge", "traffic", {}, T0)
+    cost = alert("CostPerHourDoubled", "cost", {"team": "analytics"}, T0 + 720)
+    for a in (first, surge, cost):
+        im.fire(a, a.started_at)
+    assert im.by_alert[cost.id] is im.by_alert[first.id] is im.by_alert[surge.id]
+    runaways = IncidentManager()
+    a_cost = alert("CostSpike", "cost", {"team": "prod_customer"}, T0)
+    gateway_cost = alert("CostSpike", "cost", {}, T0 + 60)
+    b_cost = alert("CostSpike", "cost", {"team": "analytics"}, T0 + 720)
+    for a in (a_cost, gateway_cost, b_cost):
+        runaways.fire(a, a.started_at)
+    assert runaways.by_alert[b_cost.id] is not runaways.by_alert[a_cost.id]
+
+
 def test_the_whole_gateway_going_down_during_a_models_slow_spell_pages_on_its_own():
     """llama-70b has been slow for 8 minutes (a warning about one model) when the gateway stops
     answering altogether (critical, gateway-wide, another kind): a new page, not an update in

@@ -58,6 +58,16 @@ def test_the_anomaly_scores_match_replay_to_the_last_digit(tmp_path):
     assert len(notes) > 20 and notes == replay_notes(files, engine=build_engine())
 
 
+def test_a_runaway_half_an_hour_into_the_input_pages_through_the_stages_as_in_replay(tmp_path):
+    """The engine's clock, and so the minute the input began, starts at the first event time in
+    the worker as in replay: series there from that minute are judged after 30 minutes of past
+    (``Engine._min_age``), and a runaway 38 minutes in pages in both, with the same messages."""
+    files = simulate_small(tmp_path, incidents="runaway_agent")
+    notes = _through_the_stages(files, 500, Engine())
+    assert notes == replay_notes(files)
+    assert any(n["status"] == "firing" and n["category"] == "cost" for n in notes)
+
+
 def _through_the_stages(files: list[str], size: int, engine: Engine,
                         seconds_per_batch: float = 0.01) -> list[dict]:
     """Raw messages of ``size`` lines of the files, interleaved, through ingest and detect as the

@@ -15,9 +15,10 @@ that alert must have started within ``join_window`` (1 h) of the new one, unless
 are about the same subject (one team's cost, then its budget). Where one side is
 gateway-wide only time links the two: alerts of different kinds must have started within
 ``SHARED_ONSET`` (10 min) of each other, unless the later one is what the other brings late
-(``_DOWNSTREAM``: a traffic surge's cost); a scoped alert joins an incident about another
-subject of the same kind (team a's runaway, then team b's) only within ``SHARED_ONSET`` of
-that subject's onset: else the gateway's cost is team a's doing, and team b pages on its own;
+(``_DOWNSTREAM``: a traffic surge's cost, whichever team's alert opened the incident); a scoped
+alert joins an incident about another subject of the same kind (team a's runaway, then team
+b's) only within ``SHARED_ONSET`` of that subject's onset: else the gateway's cost is team a's
+doing, and team b pages on its own;
 and a critical gateway-wide alert of a new kind does not join a warning about one subject.
 
 *Notification log*, in the spirit of Alertmanager's ``nflog``: an incident is sent
@@ -268,7 +269,9 @@ class IncidentManager:
         20 minutes into the gateway's traffic surge), may join it for the whole ``join_window``;
         another kind only within ``SHARED_ONSET`` of it: a model's latency half an hour into a
         gateway-wide cost alert is not that cost's doing, nor is the gateway's crash loop an hour
-        into its slow spell, nor its 429s 17 minutes into a provider's outage."""
+        into its slow spell, nor its 429s 17 minutes into a provider's outage. What a traffic
+        alert brings late joins it first, whichever subject opened the incident: with the models,
+        one team's cost anomaly often pages a surge before the gateway's ``TrafficSurge`` does."""
         if (live.category, alert.category) in _DOWNSTREAM:
             return True
         if elsewhere is not None:

@@ -228,8 +228,9 @@ METRICS: Final[dict[str, Metric]] = {
     "gauge_mean": gauge_mean,
 }
 
-# The metrics that compare a rate per minute with the baseline's: minutes without a call in the
-# baseline (the gateway down) deflate it, and the engine leaves them out (``Engine._base_minutes``).
+# The metrics that compare a rate per minute with the baseline's: minutes of the baseline when the
+# gateway was down, or before the series existed, deflate it; the engine leaves them out
+# (``Engine._base_minutes``).
 RATE_RATIOS = frozenset({"request_ratio", "cost_ratio"})
 
 # The metrics that read a histogram (a quantile); every other one reads only counters.

@@ -49,6 +49,18 @@ _LOG_COUNTERS: Final = {
 }
 
 
+# Costs are counted on a binary grid of 2**-30 USD (about a billionth of a dollar): sums of such
+# numbers are exact in a float up to 2**23 USD, so a minute's cost adds up to the same bits in
+# whatever order its parts come (replay adds call by call, the worker adds per-message partial
+# sums, Kafka delivering them in any order), and so do sliding windows that add and subtract it.
+COST_GRID: Final = float(2**30)
+
+
+def grid_cost(usd: float) -> float:
+    """``usd`` on the cost grid (``COST_GRID``)."""
+    return round(usd * COST_GRID) / COST_GRID
+
+
 def fold_request(b: Bucket, ev: Event) -> None:
     b.requests += 1
     if not ev.ok:
@@ -63,7 +75,7 @@ def fold_request(b: Bucket, ev: Event) -> None:
         b.cacheable += 1
         if hit:
             b.cache_hits += 1
-    b.cost += ev.cost
+    b.cost += grid_cost(ev.cost)
     b.tokens += ev.tokens
     if ev.latency is not None and not hit:
         count_bin(b.latency, latency_bin(ev.latency))
@@ -167,7 +179,7 @@ class Partials:
             self.implied[("key", key)] = {"team": team}
         day = int(ev.ts // 86400)
         if ev.cost:
-            self.spend[(day, team)] += ev.cost
+            self.spend[(day, team)] += grid_cost(ev.cost)
         if team and team != OVERFLOW:
             if ev.team_spend is not None and ev.team_spend > self.reported_spend.get((day, team), 0.0):
                 self.reported_spend[(day, team)] = ev.team_spend

@@ -113,3 +113,40 @@ def test_quantile_from_the_top_is_the_ascending_count() -> None:
         q = rng.choice((0.95, 0.5, 0.99, 0.0, 1.0, 0.05, rng.random(), 1.5, -0.2))
         assert quantile(hist, q) == _ascending_quantile(hist, q), (hist, q)
     assert quantile({bin_key(3): 1}, float("nan")) == bin_value(3)  # NaN: as the ascending count
+
+
+def test_a_minutes_cost_adds_up_to_the_same_bits_in_any_order() -> None:
+    """Replay folds a minute's calls one by one; the worker folds each Kafka message's calls
+    into a partial bucket and adds the partials in the order they arrive. On the cost grid
+    (``models.partials.grid_cost``) both give the same bits, and so does a window that adds
+    and then subtracts them: the worker's notifications equal replay's to the last digit."""
+    import random
+
+    from models.events import REQUEST, Event
+    from models.partials import fold_request
+
+    rng = random.Random(7)
+    costs = [rng.choice([0.0003171, 0.0125, 1e-7, 0.42]) * rng.random() for _ in range(2000)]
+    calls = [Event(ts=0.0, kind=REQUEST, source="test", cost=c) for c in costs]
+
+    def folded(order: list[Event], parts: int) -> float:
+        total = Bucket()
+        for i in range(parts):
+            part = Bucket()
+            for ev in order[i::parts]:
+                fold_request(part, ev)
+            total.merge(part)
+        return total.cost
+
+    one_by_one = folded(calls, 1)
+    shuffled = calls[:]
+    rng.shuffle(shuffled)
+    assert folded(shuffled, 1) == one_by_one and folded(shuffled, 37) == one_by_one
+    window = Bucket()
+    for _ in range(3):
+        window.merge(Bucket(cost=one_by_one))
+    window.subtract(Bucket(cost=one_by_one))
+    window.subtract(Bucket(cost=one_by_one))
+    assert window.cost == one_by_one
+    plain = sum(costs)  # the raw floats, in two orders: not the same bits (why the grid is there)
+    assert sum(reversed(costs)) != plain or sum(sorted(costs)) != plain

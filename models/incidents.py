@@ -18,8 +18,8 @@ gateway-wide only time links the two: alerts of different kinds must have starte
 (``_DOWNSTREAM``: a traffic surge's cost, whichever team's alert opened the incident); a scoped
 alert joins an incident about another subject of the same kind (team a's runaway, then team
 b's) only within ``SHARED_ONSET`` of that subject's onset: else the gateway's cost is team a's
-doing, and team b pages on its own;
-and a critical gateway-wide alert of a new kind does not join a warning about one subject.
+doing, and team b pages on its own; and a critical gateway-wide alert of a new kind does not
+join a warning about one subject.
 
 *Notification log*, in the spirit of Alertmanager's ``nflog``: an incident is sent
 when it opens, when its set of alerts or its severity changes (at most once per

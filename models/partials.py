@@ -62,7 +62,8 @@ def grid_cost(usd: float) -> float:
     return round(usd * COST_GRID) / COST_GRID
 
 
-def fold_request(b: Bucket, ev: Event) -> None:
+def fold_request(b: Bucket, ev: Event, cost: float) -> None:
+    """Count a call in ``b``; ``cost`` is its cost on the grid (``grid_cost(ev.cost)``)."""
     b.requests += 1
     if not ev.ok:
         if ev.status == 429:
@@ -76,7 +77,7 @@ def fold_request(b: Bucket, ev: Event) -> None:
         b.cacheable += 1
         if hit:
             b.cache_hits += 1
-    b.cost += grid_cost(ev.cost)
+    b.cost += cost
     b.tokens += ev.tokens
     if ev.latency is not None and not hit:
         count_bin(b.latency, latency_bin(ev.latency))
@@ -138,8 +139,9 @@ class Partials:
             b = self.buckets.get(k)
             if b is None:
                 b = self.buckets[k] = Bucket()
-            fold_request(b, ev)
-            self._note_request(ev, leaf)
+            cost = grid_cost(ev.cost)  # once: the bucket's cost and the team's spend today
+            fold_request(b, ev, cost)
+            self._note_request(ev, leaf, cost)
         elif kind == LOG:
             if ev.signal != SIG_ACCESS and ev.signal not in _LOG_COUNTERS:
                 return None
@@ -172,15 +174,15 @@ class Partials:
         b.gauge_n += 1
         b.gauge_sum += value
 
-    def _note_request(self, ev: Event, leaf: tuple[str, str, str, str]) -> None:
+    def _note_request(self, ev: Event, leaf: tuple[str, str, str, str], cost: float) -> None:
         provider, model, team, key = leaf  # capped: a flood of names must not grow these either
         if model and provider and ("model", model) not in self.implied and model != OVERFLOW:
             self.implied[("model", model)] = {"provider": provider}
         if key and team and ("key", key) not in self.implied and key != OVERFLOW:
             self.implied[("key", key)] = {"team": team}
         day = int(ev.ts // 86400)
-        if ev.cost:
-            self.spend[(day, team)] += grid_cost(ev.cost)
+        if cost:
+            self.spend[(day, team)] += cost
         if team and team != OVERFLOW:
             if ev.team_spend is not None and ev.team_spend > self.reported_spend.get((day, team), 0.0):
                 self.reported_spend[(day, team)] = ev.team_spend

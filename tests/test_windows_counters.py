@@ -123,7 +123,7 @@ def test_a_minutes_cost_adds_up_to_the_same_bits_in_any_order() -> None:
     import random
 
     from models.events import REQUEST, Event
-    from models.partials import fold_request
+    from models.partials import fold_request, grid_cost
 
     rng = random.Random(7)
     costs = [rng.choice([0.0003171, 0.0125, 1e-7, 0.42]) * rng.random() for _ in range(2000)]
@@ -134,7 +134,7 @@ def test_a_minutes_cost_adds_up_to_the_same_bits_in_any_order() -> None:
         for i in range(parts):
             part = Bucket()
             for ev in order[i::parts]:
-                fold_request(part, ev)
+                fold_request(part, ev, grid_cost(ev.cost))
             total.merge(part)
         return total.cost
 

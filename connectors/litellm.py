@@ -159,9 +159,9 @@ def parse_json_log(
 
 def _classify(event: Event, message: str, component: str) -> None:
     if component == "uvicorn.access" or (not component and "HTTP/" in message):
-        access = _ACCESS.search(message)
+        access = access_line(message)
         if access is not None:
-            event.signal, event.status, event.message = SIG_ACCESS, int(access[3]), access[2]
+            event.signal, event.status, event.message = SIG_ACCESS, access[1], access[0]
             event.ok = event.status < 400
             return
     event.message = redact(message)[:MESSAGE_CHARS]  # provider errors quote the key they were given
@@ -171,6 +171,55 @@ def _classify(event: Event, message: str, component: str) -> None:
         event.signal = SIG_START
     elif event.level in _ERROR_LEVELS:
         event.signal, event.ok = SIG_APP_ERROR, False
+
+
+def access_line(message: str) -> tuple[str, int] | None:
+    """The path and status of a uvicorn access line (``… "POST /chat/completions HTTP/1.1" 200``):
+    ``_ACCESS.search``'s groups 2 and 3, or ``None`` where it finds no match.
+
+    One access line per request: read with ``str.find`` and a few character tests where the line
+    has the usual shape (the regex cost about five times more), by the regex itself otherwise.
+    A match read at the first quote is the leftmost one, the one ``search`` returns.
+    """
+    found = _access_at(message, message.find('"'))
+    if found is not None:
+        return found
+    match = _ACCESS.search(message)
+    return None if match is None else (match[2], int(match[3]))
+
+
+def _access_at(line: str, quote: int) -> tuple[str, int] | None:
+    # '"([A-Z]+) ([^ "?]+)[^ "]* HTTP/[\d.]+" (\d{3})' at ``quote``, in ASCII only (the regex's \d
+    # takes other digits too: such a line goes to the regex). Characters are read as ``ord(line[i])``,
+    # which compiled is a native read; comparing one-character strings is not.
+    if quote < 0:
+        return None
+    n = len(line)
+    i = quote + 1
+    while i < n and 65 <= ord(line[i]) <= 90:  # A-Z
+        i += 1
+    if i == quote + 1 or i >= n or ord(line[i]) != 32:
+        return None
+    start = i + 1
+    end = line.find(" ", start)
+    if end < 0 or end + 6 > n or line.find('"', start, end) >= 0:  # a quote first: no " HTTP/" follows
+        return None
+    if not (ord(line[end + 1]) == 72 and ord(line[end + 2]) == 84 and ord(line[end + 3]) == 84
+            and ord(line[end + 4]) == 80 and ord(line[end + 5]) == 47):  # "HTTP/"
+        return None
+    cut = line.find("?", start, end)
+    if cut == start or end == start:
+        return None
+    path = line[start:end if cut < 0 else cut]
+    i = version = end + 6
+    while i < n and (ord(line[i]) == 46 or 48 <= ord(line[i]) <= 57):  # [.0-9]
+        i += 1
+    if i == version or i + 5 > n or ord(line[i]) != 34 or ord(line[i + 1]) != 32:  # '" '
+        return None
+    a, b, c = ord(line[i + 2]) - 48, ord(line[i + 3]) - 48, ord(line[i + 4]) - 48
+    if not (0 <= a <= 9 and 0 <= b <= 9 and 0 <= c <= 9):
+        return None
+    return path, a * 100 + b * 10 + c
 
 
 def _proxy_exception(event: Event, message: str) -> None:

@@ -24,7 +24,7 @@ from models.notifications import fmt_value, where
 from models.partials import APP, GAUGE, LEAF, TRACING, Partials
 from models.rules import SPEND_METRICS, Rule, RuleState, Transition
 from models.state import attributes
-from models.windows import STEP, Bucket, SeriesWindow
+from models.windows import STEP, Bucket, SeriesWindow, floor_div
 
 # A series present from the input's first minutes (give or take FROM_START) is judged by the
 # rules that compare it with its own past once it has WARM_UP minutes of it (``_min_age``).
@@ -108,7 +108,7 @@ class Engine:
         elif ts > max_ts:
             # advance() only when the watermark minute moves; otherwise just move event time
             # (the same expression advance() computes, so minutes close at the same events).
-            if int((ts - self.config.lateness) // STEP) - 1 > closed:
+            if floor_div(ts - self.config.lateness, STEP) - 1 > closed:
                 out = self.advance(ts)
             else:
                 self.max_ts = ts
@@ -131,7 +131,6 @@ class Engine:
         those are counted in ``late_dropped`` and not folded in."""
         late = []
         closed = self.closed_minute
-        pending = self.acc.buckets
         for msg in messages:
             kind = msg["t"]
             if kind == "meta":
@@ -153,12 +152,7 @@ class Engine:
                 continue
             # Not closed yet: merged with the other parts of its minute, and rolled up into the
             # series once, when the minute closes (as replay's own events are), not once per part.
-            k = (kind, key, minute)
-            have = pending.get(k)
-            if have is None:
-                pending[k] = b
-            else:
-                have.merge(b)
+            self.acc.merge_part(kind, key, minute, b)
         return late
 
     def advance(self, ts: float) -> list[dict]:
@@ -166,12 +160,12 @@ class Engine:
         closed = self.closed_minute
         if self.max_ts is None or closed is None:
             self.max_ts = ts
-            self.closed_minute = int((ts - self.config.lateness) // STEP) - 1
+            self.closed_minute = floor_div(ts - self.config.lateness, STEP) - 1
             if self.start_minute is None:
                 self.start_minute = self.closed_minute + 1
             return []
         self.max_ts = max_ts = max(self.max_ts, ts)
-        last = int((max_ts - self.config.lateness) // STEP) - 1
+        last = floor_div(max_ts - self.config.lateness, STEP) - 1
         out: list[dict] = []
         while closed < last:
             if last - closed > 60 and closed % 15 == 0 and self._quiet():
@@ -188,7 +182,7 @@ class Engine:
         minute closes, where replay's own engine counts them."""
         out: list[dict] = []
         lateness = self.config.lateness
-        for key in sorted(k for k in meta if k <= int((wm - lateness) // STEP) - 1):
+        for key in sorted(k for k in meta if k <= floor_div(wm - lateness, STEP) - 1):
             closed = self.closed_minute
             assert closed is not None  # partials come after the engine's first advance()
             if key - 1 > closed:  # close the minutes before it first
@@ -247,7 +241,7 @@ class Engine:
                 self._merge("tracing", "", minute, part)
             elif kind == GAUGE:
                 self._merge("gauge", key[0], minute, part)
-        if self.acc.implied or self.acc.spend or self.acc.reported_spend or self.acc.budgets:
+        if self.acc.has_meta():
             self._absorb_meta(self.acc.drain_meta())
 
     def _absorb_meta(self, meta: dict) -> None:

@@ -35,7 +35,8 @@ from models.events import (
     Event,
 )
 from models.cardinality import OVERFLOW, Cardinality
-from models.windows import STEP, Bucket, count_bin, latency_bin
+from models.state import attributes
+from models.windows import STEP, Bucket, count_bin, floor_div, latency_bin
 
 LEAF: Final = "leaf"
 APP: Final = "app"
@@ -55,11 +56,18 @@ _LOG_COUNTERS: Final = {
 # delivering them in any order), and so do sliding windows that add and subtract it. The grid
 # moves a call's cost by at most 7.3e-12 USD: 6,000 calls of $0.01 still sum to $60.000000.
 COST_GRID: Final = float(2**36)
+# x + 1.5 * 2**52 - 1.5 * 2**52 is x rounded to an integer, half to even, as round(x) does, for
+# |x| < 2**51 (a call under $32,768): float arithmetic only, where round() makes an int object.
+_ROUNDER: Final = 6755399441055744.0
+_ROUNDS: Final = 2251799813685248.0  # 2**51
 
 
 def grid_cost(usd: float) -> float:
-    """``usd`` on the cost grid (``COST_GRID``)."""
-    return round(usd * COST_GRID) / COST_GRID
+    """``usd`` on the cost grid (``COST_GRID``): ``round(usd * COST_GRID) / COST_GRID``."""
+    x = usd * COST_GRID
+    if -_ROUNDS < x < _ROUNDS:
+        return (x + _ROUNDER - _ROUNDER) / COST_GRID
+    return round(x) / COST_GRID
 
 
 def fold_request(b: Bucket, ev: Event, cost: float) -> None:
@@ -103,33 +111,80 @@ def fold_trace(b: Bucket, ev: Event) -> None:
 
 
 class Partials:
-    """Partial buckets by ``(kind, key, minute)`` plus side facts, until drained."""
+    """Partial buckets by ``(kind, key, minute)`` plus side facts, until drained.
+
+    ``minutes`` lists each minute's bucket keys, so that closing a minute (``pop_through``) finds
+    its buckets without going through every minute's: a worker catching up on a backlog holds
+    hours of minutes here before the first one closes. A request's spend and the spend its gateway
+    reports are summed per team for the day of the last request (``day``) and moved into
+    ``spend`` and ``reported_spend``, keyed by day and team, when the day changes or the side facts
+    are read (``drain_meta``); ``noted`` holds the leaves whose implied labels were looked at
+    since then. Costs are on the grid, so the sums are the same bits either way.
+    """
 
     __slots__ = ("buckets", "implied", "spend", "reported_spend", "budgets", "max_ts", "events", "cardinality",
-                 "known_leaves")
+                 "known_leaves", "minutes", "noted", "day", "day_spend", "day_reported")
 
     def __init__(self, cardinality: Cardinality | None = None) -> None:
         self.buckets: dict[tuple[str, tuple, int], Bucket] = {}
+        self.minutes: dict[int, list[tuple[str, tuple, int]]] = {}
         self.implied: dict[tuple[str, str], dict[str, str]] = {}
         self.spend: defaultdict[tuple[int, str], float] = defaultdict(float)
         self.reported_spend: dict[tuple[int, str], float] = {}
         self.budgets: dict[str, float] = {}
+        self.noted: set[tuple] = set()
+        self.day = 0
+        self.day_spend: dict[str, float] = {}
+        self.day_reported: dict[str, float] = {}
         self.max_ts: float | None = None
         self.events = 0
         self.cardinality = cardinality or Cardinality()  # caps distinct values per leaf dimension
         self.known_leaves = self.cardinality.leaves
 
+    def __getstate__(self) -> dict:
+        return attributes(self)  # compiled, a Partials has no __dict__
+
+    def __setstate__(self, state: dict) -> None:
+        """Snapshots from before ``minutes`` and the per-day sums load with them rebuilt (empty)."""
+        for name, value in state.items():
+            setattr(self, name, value)
+        if "minutes" not in state:
+            self.minutes = {}
+            for k in self.buckets:
+                self.minutes.setdefault(k[2], []).append(k)
+        if "noted" not in state:
+            self.noted, self.day, self.day_spend, self.day_reported = set(), 0, {}, {}
+
+    def _new(self, k: tuple[str, tuple, int], b: Bucket) -> Bucket:
+        """``b`` as the bucket of ``k``, which has none yet."""
+        self.buckets[k] = b
+        keys = self.minutes.get(k[2])
+        if keys is None:
+            self.minutes[k[2]] = [k]
+        else:
+            keys.append(k)
+        return b
+
     def _bucket(self, kind: str, key: tuple, minute: int) -> Bucket:
         k = (kind, key, minute)
         b = self.buckets.get(k)
         if b is None:
-            b = self.buckets[k] = Bucket()
+            b = self._new(k, Bucket())
         return b
+
+    def merge_part(self, kind: str, key: tuple, minute: int, part: Bucket) -> None:
+        """Fold a partial bucket of another process in (``Engine.apply_partials``)."""
+        k = (kind, key, minute)
+        have = self.buckets.get(k)
+        if have is None:
+            self._new(k, part)
+        else:
+            have.merge(part)
 
     def add(self, ev: Event) -> int | None:
         """Fold one event; returns its minute, or None when the event carries nothing to count."""
         ts = ev.ts
-        minute = int(ts // STEP)
+        minute = floor_div(ts, STEP)
         kind = ev.kind
         # The bucket lookups of the three frequent kinds are inlined (this runs once per event).
         if kind == REQUEST:
@@ -138,7 +193,7 @@ class Partials:
             k: tuple[str, tuple, int] = (LEAF, leaf, minute)
             b = self.buckets.get(k)
             if b is None:
-                b = self.buckets[k] = Bucket()
+                b = self._new(k, Bucket())
             cost = grid_cost(ev.cost)  # once: the bucket's cost and the team's spend today
             fold_request(b, ev, cost)
             self._note_request(ev, leaf, cost)
@@ -148,13 +203,13 @@ class Partials:
             k = (APP, (ev.app or "unknown",), minute)
             b = self.buckets.get(k)
             if b is None:
-                b = self.buckets[k] = Bucket()
+                b = self._new(k, Bucket())
             fold_log(b, ev)
         elif kind == TRACE:
             k = (TRACING, (), minute)
             b = self.buckets.get(k)
             if b is None:
-                b = self.buckets[k] = Bucket()
+                b = self._new(k, Bucket())
             fold_trace(b, ev)
         elif kind == METRIC and ev.value is not None and ev.message:
             if ev.source == "probe":  # one probe, two gauges: did it answer, was it healthy
@@ -176,23 +231,51 @@ class Partials:
 
     def _note_request(self, ev: Event, leaf: tuple[str, str, str, str], cost: float) -> None:
         provider, model, team, key = leaf  # capped: a flood of names must not grow these either
-        if model and provider and ("model", model) not in self.implied and model != OVERFLOW:
-            self.implied[("model", model)] = {"provider": provider}
-        if key and team and ("key", key) not in self.implied and key != OVERFLOW:
-            self.implied[("key", key)] = {"team": team}
-        day = int(ev.ts // 86400)
+        if leaf not in self.noted:  # implied labels are only ever added: once per leaf and drain
+            self.noted.add(leaf)
+            if model and provider and ("model", model) not in self.implied and model != OVERFLOW:
+                self.implied[("model", model)] = {"provider": provider}
+            if key and team and ("key", key) not in self.implied and key != OVERFLOW:
+                self.implied[("key", key)] = {"team": team}
+        day = floor_div(ev.ts, 86400)
+        if day != self.day:
+            self._close_day()
+            self.day = day
         if cost:
-            self.spend[(day, team)] += cost
+            spend = self.day_spend
+            spend[team] = spend.get(team, 0.0) + cost
         if team and team != OVERFLOW:
-            if ev.team_spend is not None and ev.team_spend > self.reported_spend.get((day, team), 0.0):
-                self.reported_spend[(day, team)] = ev.team_spend
+            reported = ev.team_spend
+            if reported is not None and reported > self.day_reported.get(team, 0.0):
+                self.day_reported[team] = reported
             if ev.budget:
                 self.budgets[team] = ev.budget
 
+    def _close_day(self) -> None:
+        """Move the day's sums per team into ``spend`` and ``reported_spend``."""
+        day = self.day
+        for team, usd in self.day_spend.items():
+            self.spend[(day, team)] += usd
+        for team, usd in self.day_reported.items():
+            if usd > self.reported_spend.get((day, team), 0.0):
+                self.reported_spend[(day, team)] = usd
+        self.day_spend, self.day_reported = {}, {}
+
+    def has_meta(self) -> bool:
+        """Whether there are side facts to drain (``drain_meta``)."""
+        return bool(self.implied or self.spend or self.reported_spend or self.budgets or self.day_spend
+                    or self.day_reported)
+
     def pop_through(self, minute: int) -> list[tuple[str, tuple, int, Bucket]]:
         """Remove and return the buckets of every minute up to and including ``minute``."""
-        keys = [k for k in self.buckets if k[2] <= minute]
-        return [(k[0], k[1], k[2], self.buckets.pop(k)) for k in sorted(keys)]
+        due = [m for m in self.minutes if m <= minute]
+        if not due:
+            return []
+        keys: list[tuple[str, tuple, int]] = []
+        for m in due:
+            keys.extend(self.minutes.pop(m))
+        keys.sort()
+        return [(k[0], k[1], k[2], self.buckets.pop(k)) for k in keys]
 
     # --- shipping between processes (the Kafka service) --------------------------
     def drain(self) -> list[dict]:
@@ -205,6 +288,7 @@ class Partials:
         return out
 
     def drain_meta(self) -> dict:
+        self._close_day()
         meta = {
             "implied": [[d, v, labels] for (d, v), labels in sorted(self.implied.items())],
             "spend": [[day, team, usd] for (day, team), usd in sorted(self.spend.items())],
@@ -212,6 +296,7 @@ class Partials:
             "budgets": sorted(self.budgets.items()),
         }
         self.implied, self.spend, self.reported_spend, self.budgets = {}, defaultdict(float), {}, {}
+        self.noted = set()
         return meta
 
 
@@ -242,7 +327,7 @@ class ByCloseMinute:
 
     def add(self, ev: Event) -> None:
         ts = ev.ts
-        key = int((ts - self.lateness) // STEP)
+        key = floor_div(ts - self.lateness, STEP)
         if key != self.last_key:
             partials = self.groups.get(key)
             if partials is None:

@@ -17,6 +17,21 @@ from typing import Any, Final
 
 STEP: Final = 60  # seconds per bucket
 
+
+def floor_div(x: float, step: float) -> int:
+    """``int(x // step)``, the same integer, without the ``fmod`` that Python's float floor division
+    runs (compiled, about 30 instructions instead of 300; it runs a few times per event).
+
+    The quotient is corrected both ways, so it is the exact floor of ``x / step`` as ``//`` gives
+    it: ``q * step`` is exact for the whole minutes and days of event time (far below 2**53).
+    """
+    q = int(x / step)  # toward zero, and possibly one off where x / step rounded across an integer
+    if q * step > x:
+        q -= 1
+    elif (q + 1) * step <= x:
+        q += 1
+    return q
+
 # Latency histogram: bins growing by 8% give quantiles within ~4% of the exact value.
 _LOG_BASE: Final = math.log(1.08)
 _MIN_LATENCY: Final = 0.001

@@ -11,10 +11,10 @@ T0 = 1_789_372_800.0  # 2026-09-14T08:00:00Z
 
 def request(ts: float, ok: bool = True, status: int = 200, provider: str = "openai", model: str = "gpt-4o",
             team: str = "support", key: str = "support-svc", latency: float = 1.0, cost: float = 0.001,
-            cache_hit: bool | None = None) -> Event:
+            cache_hit: bool | None = None, team_spend: float | None = None, budget: float | None = None) -> Event:
     return Event(ts=ts, kind=REQUEST, source="test", provider=provider, model=model, team=team, key=key,
                  ok=ok, status=status if not ok else 200, latency=latency, cost=cost, cache_hit=cache_hit,
-                 tokens=100)
+                 tokens=100, team_spend=team_spend, budget=budget)
 
 
 def log(ts: float, signal: str, app: str = "llm-gateway") -> Event:

@@ -16,9 +16,10 @@ import re
 from collections import defaultdict
 
 from connectors.litellm import access_line
-from models.events import REQUEST, Event
+from models.events import Event
 from models.partials import COST_GRID, Partials, grid_cost
 from models.windows import STEP, floor_div
+from tests.engine_helpers import request
 
 
 def test_floor_div_is_floor_division_at_and_around_every_boundary() -> None:
@@ -85,8 +86,8 @@ def test_access_line_reads_what_the_regex_reads() -> None:
 
 
 def _request(ts: float, team: str, cost: float, reported: float | None = None, model: str = "m") -> Event:
-    return Event(ts=ts, kind=REQUEST, source="test", provider="p", model=model, team=team, key=f"{team}-key",
-                 cost=cost, team_spend=reported, budget=50.0)
+    return request(ts, provider="p", model=model, team=team, key=f"{team}-key", cost=cost, team_spend=reported,
+                   budget=50.0)
 
 
 def test_spend_per_team_and_day_across_midnight_is_the_plain_sum() -> None:

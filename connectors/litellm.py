@@ -21,7 +21,6 @@ from typing import Any, Final
 import orjson
 
 from connectors.fields import flag, number, to_epoch
-from models.redaction import redact
 from models.events import (
     LOG,
     REQUEST,
@@ -33,6 +32,7 @@ from models.events import (
     Event,
     Rejected,
 )
+from models.redaction import redact
 
 __all__ = ["error_class_in", "http_status", "log_event", "parse_json_log", "parse_payload", "parse_spendlog"]
 

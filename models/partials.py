@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Final
 
+from models.cardinality import OVERFLOW, Cardinality
 from models.events import (
     LOG,
     METRIC,
@@ -34,7 +35,6 @@ from models.events import (
     TRACE,
     Event,
 )
-from models.cardinality import OVERFLOW, Cardinality
 from models.state import attributes
 from models.windows import STEP, Bucket, count_bin, floor_div, latency_bin
 
@@ -181,8 +181,11 @@ class Partials:
         else:
             have.merge(part)
 
-    def add(self, ev: Event) -> int | None:
-        """Fold one event; returns its minute, or None when the event carries nothing to count."""
+    def add(self, ev: Event, meta: Partials | None = None) -> int | None:
+        """Fold one event; returns its minute, or None when the event carries nothing to count.
+
+        A request's side facts (spend, reported spend, budget, implied labels) go to ``meta``
+        when given (``ByCloseMinute`` keeps them apart by close key), else here."""
         ts = ev.ts
         minute = floor_div(ts, STEP)
         kind = ev.kind
@@ -196,7 +199,7 @@ class Partials:
                 b = self._new(k, Bucket())
             cost = grid_cost(ev.cost)  # once: the bucket's cost and the team's spend today
             fold_request(b, ev, cost)
-            self._note_request(ev, leaf, cost)
+            (self if meta is None else meta)._note_request(ev, leaf, cost)
         elif kind == LOG:
             if ev.signal != SIG_ACCESS and ev.signal not in _LOG_COUNTERS:
                 return None
@@ -279,9 +282,13 @@ class Partials:
 
     # --- shipping between processes (the Kafka service) --------------------------
     def drain(self) -> list[dict]:
-        """Everything accumulated, as JSON-able messages; the accumulator is left empty."""
-        out = [{"t": kind, "k": list(key), "m": minute, "b": b.to_dict()}
-               for kind, key, minute, b in self.pop_through(1 << 62)]
+        """Everything accumulated, as JSON-able messages; the accumulator is left empty.
+
+        The buckets come in the order they were made (the order of their first events), not
+        sorted as a minute's close takes them: whoever applies them merges each into its own
+        bucket, and a cardinality cap then admits new leaves in the order replay meets them."""
+        out = [{"t": k[0], "k": list(k[1]), "m": k[2], "b": b.to_dict()} for k, b in self.buckets.items()]
+        self.buckets, self.minutes = {}, {}
         meta = self.drain_meta()
         if any(meta.values()):
             out.append({"t": "meta", **meta})
@@ -301,26 +308,30 @@ class Partials:
 
 
 class ByCloseMinute:
-    """Events folded into one ``Partials`` per *close key*, shipped as partials messages.
+    """Events folded into partial buckets, and their side facts per *close key*, shipped as
+    partials messages.
 
     The close key of an event is the minute at whose close replay's engine first counts it:
     replay closes minute m at the first event with ts >= (m + 1) * 60 + lateness, after taking
     in every event before it (``Engine.process``). Buckets can be applied at any time before
-    their minute closes, but the side facts (spend per team and day, reported spend, budgets,
-    implied labels) enter the engine at a minute close in replay; keyed this way, an engine fed
-    ``drain()``'s messages (``Engine.apply_partials`` and ``Engine.advance_with_meta``) takes
-    them in at the same point of event time.
+    their minute closes, so they are folded together whatever their close key (a minute's
+    events fall under two: before and after its 30th second with the default lateness). The
+    side facts (spend per team and day, reported spend, budgets, implied labels) enter the
+    engine at a minute close in replay; kept apart by close key, an engine fed ``drain()``'s
+    messages (``Engine.apply_partials`` and ``Engine.advance_with_meta``) takes them in at the
+    same point of event time.
 
     The Kafka worker's ingest stage folds each raw batch with one; ``replay --jobs`` folds
     each reader process's events with one.
     """
 
-    __slots__ = ("lateness", "groups", "last_key", "last", "min_ts", "max_ts")
+    __slots__ = ("lateness", "parts", "groups", "last_key", "last", "min_ts", "max_ts")
 
     def __init__(self, lateness: float) -> None:
         self.lateness = lateness
-        self.groups: dict[int, Partials] = {}
-        self.last_key: int | None = None  # the group of the previous event (events come mostly in time order)
+        self.parts = Partials()  # the buckets
+        self.groups: dict[int, Partials] = {}  # close key -> its side facts
+        self.last_key: int | None = None  # the close key of the previous event (events come mostly in time order)
         self.last: Partials | None = None
         self.min_ts: float | None = None  # the oldest and newest time of the events added
         self.max_ts: float | None = None
@@ -329,11 +340,11 @@ class ByCloseMinute:
         ts = ev.ts
         key = floor_div(ts - self.lateness, STEP)
         if key != self.last_key:
-            partials = self.groups.get(key)
-            if partials is None:
-                partials = self.groups[key] = Partials()
-            self.last_key, self.last = key, partials
-        self.last.add(ev)  # type: ignore[union-attr]
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = Partials()
+            self.last_key, self.last = key, group
+        self.parts.add(ev, self.last)
         # Every event moves event time, also one that counts for no series (a plain log line), as
         # in ``Engine.process``.
         if self.min_ts is None or ts < self.min_ts:
@@ -343,14 +354,16 @@ class ByCloseMinute:
 
     def drain(self) -> dict:
         """``{"min_ts", "max_ts", "events", "partials", "meta"}``: the buckets as ``Partials.drain``
-        messages, the meta as ``[close_key, meta message]`` pairs; the folder is left empty."""
-        buckets: list[dict] = []
+        messages, the side facts as ``[close_key, meta message]`` pairs; the folder is left empty."""
+        parts = self.parts
+        events = parts.events
+        buckets = parts.drain()  # its side facts are in ``groups``: no meta message
         meta: list[list] = []
-        events = 0
-        for key, partials in sorted(self.groups.items()):
-            events += partials.events
-            for part in partials.drain():
-                (meta.append([key, part]) if part["t"] == "meta" else buckets.append(part))
+        for key, group in sorted(self.groups.items()):
+            facts = group.drain_meta()
+            if any(facts.values()):
+                meta.append([key, {"t": "meta", **facts}])
         out = {"min_ts": self.min_ts, "max_ts": self.max_ts, "events": events, "partials": buckets, "meta": meta}
-        self.groups, self.last_key, self.last, self.min_ts, self.max_ts = {}, None, None, None, None
+        self.parts, self.groups, self.last_key, self.last = Partials(), {}, None, None
+        self.min_ts = self.max_ts = None
         return out

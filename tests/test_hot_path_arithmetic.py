@@ -2,7 +2,8 @@
 
 Per event, replay and the worker's ingest take an event's minute (``floor_div``, instead of a float
 ``//``), put its cost on the grid (``grid_cost``, without ``round``), read an access line without
-the regex (``access_line``), sum the spend per team of the day (``Partials``), and close a minute
+the regex (``access_line``; an error text's exception class and ``<provider> returned <status>``
+likewise), sum the spend per team of the day (``Partials``), and close a minute
 through the per-minute index of the accumulator (``Partials.pop_through``). Each check below runs
 the shortcut and the plain expression over the same values, including the awkward ones.
 """
@@ -15,7 +16,7 @@ import random
 import re
 from collections import defaultdict
 
-from connectors.litellm import access_line
+from connectors.litellm import access_line, error_class_in, provider_status_in
 from models.events import Event
 from models.partials import COST_GRID, Partials, grid_cost
 from models.windows import STEP, floor_div
@@ -43,6 +44,25 @@ def test_grid_cost_is_round_on_the_grid_for_halves_negatives_and_large_costs() -
         assert grid_cost(usd) == round(usd * COST_GRID) / COST_GRID, usd
 
 
+def _random_texts(rng: random.Random, real: list[str], pieces: list[str], longest: int, drawn: int,
+                  mutated: int) -> list[str]:
+    """``drawn`` texts of up to ``longest`` random pieces, then ``mutated`` of the ``real`` ones with
+    a few characters changed, dropped or added."""
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, longest))) for _ in range(drawn)]
+    for _ in range(mutated):
+        text = list(rng.choice(real))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text))
+            change = rng.randrange(3)
+            if change == 0:
+                text[at] = rng.choice(pieces)
+            elif change == 1:
+                del text[at]
+            else:
+                text.insert(at, rng.choice(pieces))
+        texts.append("".join(text))
+    return texts
+
 _ACCESS = re.compile(r'"([A-Z]+) ([^ "?]+)[^ "]* HTTP/[\d.]+" (\d{3})')  # what access_line reads
 
 
@@ -64,26 +84,44 @@ def test_access_line_reads_what_the_regex_reads() -> None:
     ]
     pieces = ['"', "P", "O", "S", "T", "G", " ", "/", "a", "?", "H", "1", ".", "2", "0", "4", "9", "\u0663",
               "x", "HTTP/", "POST ", '" 200', " HTTP/1.1\" ", "?q=1", '"GET /x', "\n", " HTTP", '" 2']
-    rng = random.Random(3)
-    lines += ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 14))) for _ in range(50000)]
-    for _ in range(50000):  # real lines with a few characters changed, dropped or added
-        line = list(rng.choice(lines[:3]))
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(line))
-            change = rng.randrange(3)
-            if change == 0:
-                line[at] = rng.choice(pieces)
-            elif change == 1:
-                del line[at]
-            else:
-                line.insert(at, rng.choice(pieces))
-        lines.append("".join(line))
+    lines += _random_texts(random.Random(3), lines[:3], pieces, 14, 50000, 50000)
     matched = 0
     for line in lines:
         assert access_line(line) == _by_regex(line), line
         matched += access_line(line) is not None
     assert matched > 1000  # the random lines do reach the shapes that match
 
+
+
+_RETURNED = re.compile(r"(\w+) returned (\d{3})\b")  # what provider_status_in reads
+_ERROR_CLASS = re.compile(r"\b([A-Z]\w*(?:Error|Timeout))\b")  # what error_class_in reads
+
+
+def _error_texts() -> list[str]:
+    texts = [
+        "litellm.proxy.proxy_server.chat_completion(): Exception occured - litellm.APIError: openai returned 503",
+        "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for requests",
+        "litellm.Timeout: APITimeoutError - Request timed out. error_str: Request timed out.",
+        "bedrock_runtime returned 429 Too Many Requests", "x returned 5030", "returned 503", " returned 503",
+        "a returned returned 503", "Error", "XError", "Timeout", "ReadTimeout", "readTimeout", "ErrorX",
+        "APIError_2: x", "_Error", "ÉtatError", "ΩError", "aé returned 50٣", "x returned ٥٠٣", "x returned 503_",
+        "Ω returned 404.", "", "no class here",
+    ]
+    pieces = ["Error", "Timeout", "Err", "Time", " returned ", "returned", " ", "A", "Z", "a", "z", "_", ".", ":",
+              "-", "5", "0", "3", "4", "\u0663", "é", "É", "Ω", "²", "litellm.", "openai", "Rate", "Limit", "(", ")"]
+    return texts + _random_texts(random.Random(8), texts[:3], pieces, 12, 50000, 30000)
+
+
+def test_error_class_and_provider_status_read_what_the_regexes_read() -> None:
+    classes = statuses = 0
+    for text in _error_texts():
+        match = _ERROR_CLASS.search(text)
+        assert error_class_in(text) == (match[1] if match else ""), text
+        match = _RETURNED.search(text)
+        assert provider_status_in(text) == (None if match is None else (match[1], int(match[2]))), text
+        classes += bool(error_class_in(text))
+        statuses += provider_status_in(text) is not None
+    assert classes > 5000 and statuses > 1000  # the random texts do reach the shapes that match
 
 def _request(ts: float, team: str, cost: float, reported: float | None = None, model: str = "m") -> Event:
     return request(ts, provider="p", model=model, team=team, key=f"{team}-key", cost=cost, team_spend=reported,

@@ -53,23 +53,28 @@ def iso_epoch(text: str) -> float:
 
 
 class _Minute:
-    """The minute of the last UTC timestamp ``datetime`` parsed: ``prefix`` is its
-    ``YYYY-MM-DDTHH:MM`` text, ``micros`` its start in epoch microseconds.
+    """The minutes of the last two UTC timestamps ``datetime`` parsed: ``prefix`` is the last one's
+    ``YYYY-MM-DDTHH:MM`` text, ``micros`` its start in epoch microseconds; ``prev_prefix`` and
+    ``prev_micros`` the one before.
 
     A log file's timestamps come in time order, a few to hundreds a minute: the next one almost
-    always starts with the same 16 characters, and only its seconds and fraction are new.
+    always starts with the same 16 characters, and only its seconds and fraction are new. A record
+    with two times (a Langfuse observation's ``createdAt`` and ``endTime``, seconds apart) straddles
+    a minute's end now and then; with the two minutes kept, its times alternate between them
+    without a parse.
     """
 
-    __slots__ = ("prefix", "micros")
+    __slots__ = ("prefix", "micros", "prev_prefix", "prev_micros")
 
     def __init__(self) -> None:
-        self.prefix = "\x00"  # matches no timestamp
-        self.micros = 0
+        self.prefix = self.prev_prefix = "\x00"  # matches no timestamp
+        self.micros = self.prev_micros = 0
 
     def learn(self, text: str, moment: datetime) -> None:
         if (len(text) > 19 and text[4] == "-" and text[7] == "-" and text[10] == "T" and text[13] == ":"
                 and text[16] == ":" and text[-1] == "Z" and moment.utcoffset() == _ZERO):
             start = moment.replace(second=0, microsecond=0, tzinfo=None) - _NAIVE_EPOCH
+            self.prev_prefix, self.prev_micros = self.prefix, self.micros
             self.prefix = text[:16]
             self.micros = (start.days * 86400 + start.seconds) * 1_000_000
 
@@ -86,10 +91,16 @@ def _digit(text: str, i: int) -> int:
 
 
 def _same_minute(text: str) -> float:
-    """Epoch seconds of ``<the last minute>:SS[.fraction]Z``, else -1.0 (not that shape)."""
+    """Epoch seconds of ``<one of the last two minutes>:SS[.fraction]Z``, else -1.0 (not that shape)."""
     n = len(text)
     last = _LAST_MINUTE
-    if n < 20 or text[n - 1] != "Z" or text[16] != ":" or not text.startswith(last.prefix):
+    if n < 20 or text[n - 1] != "Z" or text[16] != ":":
+        return -1.0
+    if text.startswith(last.prefix):
+        start = last.micros
+    elif text.startswith(last.prev_prefix):
+        start = last.prev_micros
+    else:
         return -1.0
     tens, ones = _digit(text, 17), _digit(text, 18)
     if tens < 0 or tens > 5 or ones < 0:
@@ -106,7 +117,7 @@ def _same_minute(text: str) -> float:
                 micros = micros * 10 + d
         for _ in range(n - 1, 26):  # fewer than six digits: scale up
             micros *= 10
-    total = last.micros + (tens * 10 + ones) * 1_000_000 + micros
+    total = start + (tens * 10 + ones) * 1_000_000 + micros
     if total >= _EXACT_MICROS:
         return -1.0
     return total / 1_000_000  # both exact as doubles: one correctly rounded division, as timedelta's

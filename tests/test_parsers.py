@@ -370,6 +370,22 @@ def test_iso_same_minute_shortcut_random_times() -> None:
         assert iso_epoch(text) == _datetime_epoch(text), text
 
 
+
+def test_iso_same_minute_shortcut_across_alternating_minutes() -> None:
+    """Two times per record a few seconds apart (a Langfuse observation's ``createdAt`` and
+    ``endTime``) alternate between two minutes at each minute's end; now and then a third comes."""
+    import random
+
+    rng = random.Random(9)
+    start = rng.uniform(1.7e9, 1.8e9)
+    for i in range(20_000):
+        end = start + i * 0.37
+        for ts in (end, end + rng.uniform(0.0, 5.0), end - 3600.0 if i % 97 == 0 else end):
+            moment = datetime.fromtimestamp(ts, timezone.utc)
+            fraction = str(rng.randrange(10**6)).zfill(6)[: rng.randrange(1, 7)]
+            text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + fraction + "Z"
+            assert iso_epoch(text) == _datetime_epoch(text), text
+
 def test_epoch_values() -> None:
     assert to_epoch(1787311389.934, "t") == 1787311389.934
     assert to_epoch(1787311389934, "t") == pytest.approx(1787311389.934)  # milliseconds

@@ -15,8 +15,8 @@ import os
 # Paths from the project root: the parsers, the events, the per-minute fold and windows, the
 # merge by event time, the metrics, rules and engine of each minute, the anomaly models (their
 # signals, their per-minute loop over the series, the online detector they run per series), the
-# explanations, the file reader, replay's own loop and the request-id memory: the per-line and
-# per-minute work of replay and of the worker.
+# explanations, the redaction of the text kept from log lines, the file reader, replay's own loop
+# and the request-id memory: the per-line and per-minute work of replay and of the worker.
 SOURCES = (
     "models/events.py",
     "models/windows.py",
@@ -30,6 +30,7 @@ SOURCES = (
     "models/signals.py",
     "models/anomaly.py",
     "models/explain.py",
+    "models/redaction.py",
     "connectors/fields.py",
     "connectors/litellm.py",
     "connectors/fly.py",

@@ -16,7 +16,7 @@ from typing import Final
 
 from models.events import Event, Rejected
 
-__all__ = ["flag", "iso_epoch", "number", "to_epoch"]
+__all__ = ["flag", "iso_epoch", "number", "real", "to_epoch", "whole"]
 
 # The parsers build ``Event`` with positional arguments: for a 31-field dataclass, keyword
 # arguments cost about three times more (measured 2.0 µs against 0.7 µs for 20 fields), and
@@ -163,6 +163,21 @@ def number(value: object) -> float | None:
     if value is None or value == "":
         return None
     return float(value)  # type: ignore[arg-type]
+
+
+def whole(value: object) -> int:
+    """``int(value or 0)``; an int (a JSON integer) is taken as it is, without the call."""
+    if type(value) is int:
+        return value  # type: ignore[return-value]
+    return int(value or 0)  # type: ignore[call-overload]
+
+
+def real(value: object) -> float:
+    """``float(value or 0.0)``; a float (a JSON number with a fraction) is taken as it is, without
+    the call (-0.0 still becomes 0.0, as ``or`` makes it)."""
+    if type(value) is float:
+        return value if value else 0.0  # type: ignore[return-value]
+    return float(value or 0.0)  # type: ignore[arg-type]
 
 
 def flag(value: object) -> bool | None:

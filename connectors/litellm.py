@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import orjson
 
-from connectors.fields import flag, number, to_epoch
+from connectors.fields import flag, number, real, to_epoch, whole
 from models.events import (
     LOG,
     REQUEST,
@@ -155,7 +155,7 @@ def parse_payload(obj: dict[str, Any]) -> Event:
     return Event(  # positional, in EVENT_ORDER (connectors/fields.py)
         _event_time(end, start), REQUEST, "litellm", provider, model, team, key, "", "", "",
         ok, status, error_class, latency, ttft,
-        int(obj.get("total_tokens") or 0), float(obj.get("response_cost") or 0.0), cache_hit,
+        whole(obj.get("total_tokens")), real(obj.get("response_cost")), cache_hit,
         obj.get("call_type") or "",
         number(meta.get("user_api_key_team_max_budget")), number(meta.get("user_api_key_team_spend")),
         obj.get("id") or "", obj.get("trace_id") or "",
@@ -181,7 +181,7 @@ def parse_spendlog(obj: dict[str, Any]) -> Event:
     return Event(  # positional, in EVENT_ORDER (connectors/fields.py)
         _event_time(end, start), REQUEST, "spendlogs", provider, model, team, key, "", "", "",
         ok, status, error_class, latency, None,
-        int(obj.get("total_tokens") or 0), float(obj.get("spend") or 0.0), cache_hit,
+        whole(obj.get("total_tokens")), real(obj.get("spend")), cache_hit,
         obj.get("call_type") or "",
         number(meta.get("user_api_key_team_max_budget")), number(meta.get("user_api_key_team_spend")),
         obj.get("request_id") or "", obj.get("session_id") or "",

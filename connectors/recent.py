@@ -7,27 +7,36 @@ ingest asks it once per request (``SeenElsewhere``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from typing import Final
 
 from models.events import Event
 
+_ABSENT: Final = object()  # ``dict.get``'s default: an origin is a str or None
+
 
 class RecentKeys:
-    """Remembers the last ``capacity`` keys; ``seen(key)`` is True for a repeat, and records it."""
+    """Remembers the last ``capacity`` keys; ``seen(key)`` is True for a repeat, and records it.
 
-    __slots__ = ("capacity", "_keys")
+    A dict of key → origin and a ring of the keys in the order first seen (from ``oldest`` on
+    once it is full): the oldest key makes room for a new one, as an ``OrderedDict``'s
+    ``popitem(last=False)`` would, for a dict lookup and a list write instead of its generic calls
+    (the worker's ingest asks once per request). Keys are only added when absent, so the ring
+    holds each remembered key once."""
+
+    __slots__ = ("capacity", "_keys", "_ring", "_oldest")
 
     def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity, self._keys = capacity, OrderedDict[str, str | None]()
+        self.capacity = capacity
+        self._keys: dict[str, str | None] = {}
+        self._ring: list[str] = []
+        self._oldest = 0
 
     def seen(self, key: str | None) -> bool:
         if not key:
             return False
         if key in self._keys:
             return True
-        self._keys[key] = None  # inline: replay calls this once per request
-        if len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
+        self._remember(key, None)
         return False
 
     def seen_elsewhere(self, key: str | None, origin: str) -> bool:
@@ -35,32 +44,38 @@ class RecentKeys:
         (an at-least-once redelivery of one message) is not a repeat of itself."""
         if not key:
             return False
-        first = self._keys.get(key, self)
-        if first is self:
+        first = self._keys.get(key, _ABSENT)
+        if first is _ABSENT:
             self._remember(key, origin)
             return False
         return first != origin
 
     def _remember(self, key: str, origin: str | None) -> None:
+        ring = self._ring
+        if len(ring) < self.capacity:
+            ring.append(key)
+        elif self.capacity > 0:  # full: the oldest key makes room
+            del self._keys[ring[self._oldest]]
+            ring[self._oldest] = key
+            self._oldest = (self._oldest + 1) % self.capacity
+        else:  # a memory of nothing
+            return
         self._keys[key] = origin
-        if len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def __getstate__(self):
-        return (self.capacity, list(self._keys.items()))
+        order = self._ring[self._oldest:] + self._ring[:self._oldest]  # oldest first
+        return (self.capacity, [(key, self._keys[key]) for key in order])
 
     def __setstate__(self, state) -> None:
         self.capacity, items = state
-        keys = OrderedDict[str, str | None]()
-        for item in items:  # (key, origin) pairs; older states held bare keys
-            if isinstance(item, (tuple, list)):
-                keys[item[0]] = item[1]
-            else:
-                keys[item] = None
-        self._keys = keys
+        self._keys, self._ring, self._oldest = {}, [], 0
+        for item in items:  # (key, origin) pairs oldest first; older states held bare keys
+            key, origin = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+            if key not in self._keys:
+                self._remember(key, origin)
 
 
 class SeenElsewhere:

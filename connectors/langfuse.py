@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from connectors.fields import number, to_epoch
+from connectors.fields import number, real, to_epoch
 from connectors.litellm import MESSAGE_CHARS, error_class_in
 from models.events import TRACE, Event, Rejected
 from models.redaction import redact
@@ -86,8 +86,7 @@ def _tokens(obj: dict[str, Any]) -> int:
 
 def _cost(obj: dict[str, Any]) -> float:
     costs: dict[str, Any] = obj.get("costDetails") or _EMPTY
-    cost = costs.get("total") or obj.get("totalCost") or obj.get("calculatedTotalCost") or 0.0
-    return cost if type(cost) is float else float(cost)
+    return real(costs.get("total") or obj.get("totalCost") or obj.get("calculatedTotalCost"))
 
 
 def _metadata(obj: dict[str, Any]) -> dict[str, Any]:

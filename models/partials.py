@@ -289,10 +289,16 @@ class Partials:
         bucket, and a cardinality cap then admits new leaves in the order replay meets them."""
         out = [{"t": k[0], "k": list(k[1]), "m": k[2], "b": b.to_dict()} for k, b in self.buckets.items()]
         self.buckets, self.minutes = {}, {}
-        meta = self.drain_meta()
-        if any(meta.values()):
-            out.append({"t": "meta", **meta})
+        meta = self.meta_message()
+        if meta is not None:
+            out.append(meta)
         return out
+
+    def meta_message(self) -> dict | None:
+        """The side facts drained (``drain_meta``) as a ``{"t": "meta", ...}`` message, or None
+        when there are none."""
+        meta = self.drain_meta()
+        return {"t": "meta", **meta} if any(meta.values()) else None
 
     def drain_meta(self) -> dict:
         self._close_day()
@@ -360,9 +366,9 @@ class ByCloseMinute:
         buckets = parts.drain()  # its side facts are in ``groups``: no meta message
         meta: list[list] = []
         for key, group in sorted(self.groups.items()):
-            facts = group.drain_meta()
-            if any(facts.values()):
-                meta.append([key, {"t": "meta", **facts}])
+            facts = group.meta_message()
+            if facts is not None:
+                meta.append([key, facts])
         out = {"min_ts": self.min_ts, "max_ts": self.max_ts, "events": events, "partials": buckets, "meta": meta}
         self.parts, self.groups, self.last_key, self.last = Partials(), {}, None, None
         self.min_ts = self.max_ts = None

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import IO, Callable
 
-from connectors.formats import route
 from connectors.files import open_input
+from connectors.formats import route
 from models.engine import Engine
 from models.partials import ByCloseMinute
 from models.windows import STEP
@@ -123,7 +123,7 @@ class _Reader:
 
 
 def replay_parallel(groups: list[list[str]], engine: Engine, emit: Callable[[list[dict]], None],
-                    rejects: IO[bytes] | None, on_late: Callable[[dict, int], None],
+                    rejects: IO[bytes] | None, on_late: Callable[[str, list, int, int], None],
                     tick: Callable[[int, float], None] | None = None,
                     chunk: int | None = None) -> tuple[int, int, Counter, list[float]]:
     """Replay ``groups`` (one reader process each) into ``engine``; notifications go to ``emit``,
@@ -176,7 +176,7 @@ def replay_parallel(groups: list[list[str]], engine: Engine, emit: Callable[[lis
 
 
 def _receive(reader: _Reader, engine: Engine, meta: dict[int, list[dict]], rejects: IO[bytes] | None,
-             on_late: Callable[[dict, int], None]) -> None:
+             on_late: Callable[[str, list, int, int], None]) -> None:
     try:
         msg = reader.conn.recv()
     except EOFError:
@@ -185,8 +185,8 @@ def _receive(reader: _Reader, engine: Engine, meta: dict[int, list[dict]], rejec
     if msg[0] == "error":
         raise msg[1]
     folded, kept, reader.events = msg[1], msg[2], msg[3]
-    for late, n in engine.apply_partials(folded["partials"]):
-        on_late(late, n)
+    for kind, key, minute, n in engine.apply_partials(folded["partials"]):
+        on_late(kind, key, minute, n)
     for key, part in folded["meta"]:
         meta.setdefault(key, []).append(part)
     if folded["max_ts"] is not None:

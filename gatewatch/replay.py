@@ -283,9 +283,9 @@ def _replay(paths: Iterable[str], out: IO[bytes], config: Config | None, rejects
     if jobs > 1 and events is None and not speed and paths:
         from gatewatch.parallel import groups_of, replay_parallel
 
-        def on_late(msg: dict, n: int) -> None:
-            on_reject(TOO_LATE, "", 0, f"{n} events of {msg['t']} {'/'.join(msg['k'])}",
-                      f"minute {msg['m'] * STEP:.0f} is before the oldest minute kept ({engine.retention} min)", n)
+        def on_late(kind: str, key: list, minute: int, n: int) -> None:
+            on_reject(TOO_LATE, "", 0, f"{n} events of {kind} {'/'.join(key)}",
+                      f"minute {minute * STEP:.0f} is before the oldest minute kept ({engine.retention} min)", n)
 
         n, summary.duplicates, rejected, summary.readers_cpu = replay_parallel(
             groups_of(paths, jobs), engine, emit, rejects, on_late, bar.tick if progress else None)

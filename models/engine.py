@@ -124,27 +124,36 @@ class Engine:
                 self._absorb(self.acc.pop_through(closed))
         return out
 
-    def apply_partials(self, messages: list[dict]) -> list[tuple[dict, int]]:
+    def apply_partials(self, messages: list) -> list[tuple[str, list, int, int]]:
         """Fold pre-aggregated minute buckets (``Partials.drain()`` of another process) in.
 
-        Returns the messages of minutes older than the retention, with their event counts:
-        those are counted in ``late_dropped`` and not folded in."""
+        Returns the buckets of minutes older than the retention, as ``(kind, key, minute, events)``:
+        those are counted in ``late_dropped`` and not folded in. A bucket is a
+        ``[kind, key, minute, row]`` list (``Bucket.to_row``); a ``{"t", "k", "m", "b"}`` dict, as
+        older workers shipped it, is read as well."""
         late = []
         closed = self.closed_minute
         for msg in messages:
-            kind = msg["t"]
-            if kind == "meta":
-                self._absorb_meta(msg)
-                continue
-            b = Bucket.from_dict(msg["b"])
+            if type(msg) is dict:
+                kind: str = msg["t"]
+                if kind == "meta":
+                    self._absorb_meta(msg)
+                    continue
+                names: list = msg["k"]
+                minute: int = msg["m"]
+                b = Bucket.from_dict(msg["b"])
+            else:
+                kind = msg[0]
+                names = msg[1]
+                minute = msg[2]
+                b = Bucket.from_row(msg[3])
             n = b.requests + b.traces + _log_count(b)
             self.events += n
-            minute: int = msg["m"]
             if closed is not None and minute <= closed - self.retention:
                 self.late_dropped += n
-                late.append((msg, n))
+                late.append((kind, names, minute, n))
                 continue
-            key = tuple(msg["k"])
+            key = tuple(names)
             if kind == LEAF:  # each ingest batch capped on its own: cap across batches here
                 key = self.acc.cardinality.leaf_for(key, minute)
             if closed is not None and minute <= closed:  # late: into its closed minute now, as in process()

@@ -193,103 +193,102 @@ class Bucket:
             _subtract_hist(self.lag, other.lag)
         # lag_max is a window maximum and cannot be subtracted; the lag rules use quantiles.
 
-    def to_dict(self) -> dict:
-        """The counters that are not 0, and the histograms and ``lag_max`` when set: one bucket of a
-        partials message (the worker's ingest ships hundreds per raw batch). Written out, as
-        ``_merge_counters`` is: compiled, each test is a native field read, not a ``getattr``."""
-        d: dict[str, Any] = {}
-        if self.requests:
-            d["requests"] = self.requests
-        if self.errors:
-            d["errors"] = self.errors
-        if self.e5xx:
-            d["e5xx"] = self.e5xx
-        if self.e429:
-            d["e429"] = self.e429
-        if self.cacheable:
-            d["cacheable"] = self.cacheable
-        if self.cache_hits:
-            d["cache_hits"] = self.cache_hits
-        if self.saved_cost:
-            d["saved_cost"] = self.saved_cost
-        if self.cost:
-            d["cost"] = self.cost
-        if self.tokens:
-            d["tokens"] = self.tokens
-        if self.latency_n:
-            d["latency_n"] = self.latency_n
-        if self.access:
-            d["access"] = self.access
-        if self.access_5xx:
-            d["access_5xx"] = self.access_5xx
-        if self.oom:
-            d["oom"] = self.oom
-        if self.crash:
-            d["crash"] = self.crash
-        if self.clean_exit:
-            d["clean_exit"] = self.clean_exit
-        if self.start:
-            d["start"] = self.start
-        if self.proxy_error:
-            d["proxy_error"] = self.proxy_error
-        if self.app_error:
-            d["app_error"] = self.app_error
-        if self.traces:
-            d["traces"] = self.traces
-        if self.clickhouse_errors:
-            d["clickhouse_errors"] = self.clickhouse_errors
-        if self.ingest_batches:
-            d["ingest_batches"] = self.ingest_batches
-        if self.gauge_n:
-            d["gauge_n"] = self.gauge_n
-        if self.gauge_sum:
-            d["gauge_sum"] = self.gauge_sum
-        if self.latency:
-            d["latency"] = {str(k): v for k, v in self.latency.items()}
-        if self.lag:
-            d["lag"] = {str(k): v for k, v in self.lag.items()}
-        if self.lag_max:
-            d["lag_max"] = self.lag_max
-        return d
+    def to_row(self) -> list:
+        """``[counters, latency, lag, lag_max]``: the bucket of a partials message (the worker's
+        ingest ships hundreds per raw batch), positional rather than keyed, so that building,
+        encoding, decoding and reading it again take few objects. ``counters`` are the fields of
+        ``_COUNTERS`` in that order, up to the last that is not 0 (a request bucket stops after
+        ``latency_n``); each histogram is a flat ``[bin, count, bin, count, ...]`` list.
+        Written out: compiled, each field is a native read, not a ``getattr``."""
+        counters: list[Any] = [
+            self.requests, self.errors, self.e5xx, self.e429, self.cacheable, self.cache_hits, self.saved_cost,
+            self.cost, self.tokens, self.latency_n,
+        ]
+        if (self.access or self.access_5xx or self.oom or self.crash or self.clean_exit or self.start
+                or self.proxy_error or self.app_error or self.traces or self.clickhouse_errors
+                or self.ingest_batches or self.gauge_n or self.gauge_sum):
+            counters.extend((self.access, self.access_5xx, self.oom, self.crash, self.clean_exit, self.start,
+                             self.proxy_error, self.app_error, self.traces, self.clickhouse_errors,
+                             self.ingest_batches, self.gauge_n, self.gauge_sum))
+        while counters and not counters[-1]:
+            counters.pop()
+        return [counters, _flat(self.latency), _flat(self.lag), self.lag_max]
+
+    @classmethod
+    def from_row(cls, row: list) -> Bucket:
+        """``to_row``'s inverse (a ``counters`` list shorter than ``_COUNTERS`` leaves the rest 0)."""
+        counters: list = row[0]
+        latency: list = row[1]
+        lag: list = row[2]
+        c = counters + _ZERO_COUNTERS[len(counters):] if len(counters) < _N_COUNTERS else counters
+        b = cls()
+        b.requests = c[0]
+        b.errors = c[1]
+        b.e5xx = c[2]
+        b.e429 = c[3]
+        b.cacheable = c[4]
+        b.cache_hits = c[5]
+        b.saved_cost = c[6]
+        b.cost = c[7]
+        b.tokens = c[8]
+        b.latency_n = c[9]
+        b.access = c[10]
+        b.access_5xx = c[11]
+        b.oom = c[12]
+        b.crash = c[13]
+        b.clean_exit = c[14]
+        b.start = c[15]
+        b.proxy_error = c[16]
+        b.app_error = c[17]
+        b.traces = c[18]
+        b.clickhouse_errors = c[19]
+        b.ingest_batches = c[20]
+        b.gauge_n = c[21]
+        b.gauge_sum = c[22]
+        if latency:
+            b.latency = _unflat(latency)
+        if lag:
+            b.lag = _unflat(lag)
+        b.lag_max = row[3]
+        return b
 
     @classmethod
     def from_dict(cls, d: dict) -> Bucket:
-        """``to_dict``'s inverse (keys it does not know are ignored), written out as ``to_dict`` is."""
+        """A bucket as partials messages carried it before ``to_row`` (the counters that are not 0,
+        the histograms with string keys, by name; keys it does not know are ignored): read so that
+        what an older worker left in the partials topic is still applied after an upgrade."""
         b = cls()
-        b.requests = d.get("requests", 0)
-        b.errors = d.get("errors", 0)
-        b.e5xx = d.get("e5xx", 0)
-        b.e429 = d.get("e429", 0)
-        b.cacheable = d.get("cacheable", 0)
-        b.cache_hits = d.get("cache_hits", 0)
-        b.saved_cost = d.get("saved_cost", 0.0)
-        b.cost = d.get("cost", 0.0)
-        b.tokens = d.get("tokens", 0)
-        b.latency_n = d.get("latency_n", 0)
-        b.access = d.get("access", 0)
-        b.access_5xx = d.get("access_5xx", 0)
-        b.oom = d.get("oom", 0)
-        b.crash = d.get("crash", 0)
-        b.clean_exit = d.get("clean_exit", 0)
-        b.start = d.get("start", 0)
-        b.proxy_error = d.get("proxy_error", 0)
-        b.app_error = d.get("app_error", 0)
-        b.traces = d.get("traces", 0)
-        b.clickhouse_errors = d.get("clickhouse_errors", 0)
-        b.ingest_batches = d.get("ingest_batches", 0)
-        b.gauge_n = d.get("gauge_n", 0)
-        b.gauge_sum = d.get("gauge_sum", 0.0)
-        latency = d.get("latency")
-        if latency:
-            b.latency = {bin_key(int(k)): v for k, v in latency.items()}
-        lag = d.get("lag")
-        if lag:
-            b.lag = {bin_key(int(k)): v for k, v in lag.items()}
+        for name in _COUNTERS:
+            if name in d:
+                setattr(b, name, d[name])
+        for name in ("latency", "lag"):
+            if d.get(name):
+                setattr(b, name, {bin_key(int(k)): v for k, v in d[name].items()})
         b.lag_max = d.get("lag_max", 0.0)
         return b
 
 
+def _flat(hist: dict[int, int]) -> list[int]:
+    out: list[int] = []
+    if not hist:
+        return out
+    for k, v in hist.items():
+        out.append(k)
+        out.append(v)
+    return out
+
+
+def _unflat(flat: list) -> dict[Any, Any]:
+    hist: dict[Any, Any] = {}
+    for i in range(0, len(flat) - 1, 2):
+        hist[bin_key(flat[i])] = flat[i + 1]
+    return hist
+
+
 _COUNTERS: Final = tuple(f.name for f in fields(Bucket) if f.name not in ("latency", "lag", "lag_max"))
+_N_COUNTERS: Final = len(_COUNTERS)
+# 0 of each counter's type, in ``_COUNTERS`` order: what ``from_row`` pads a short row with.
+_ZERO_COUNTERS: Final[list[Any]] = [0.0 if name in ("saved_cost", "cost", "gauge_sum") else 0 for name in _COUNTERS]
 
 
 # ``a.x += b.x`` for every counter, written out: merging is the hot path of the per-minute

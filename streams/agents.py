@@ -1,8 +1,9 @@
 """The agents: thin (decode → ``streams.stages`` / ``models`` → encode).
 
 ``ingest``  (not an agent: ``streams.ingest.IngestLoop`` on its own consumer group, see there
-            why) raw batches → partials (one message per batch) and rejects; N workers split
-            the raw partitions; a raw offset is committed only once its partials are stored.
+            why) raw batches → partials (one message per batch, a fetch's sent together as one
+            JSON list) and rejects; N workers split the raw partitions; a raw offset is
+            committed only once its partials are stored.
 ``detect``  partials → notifications; one ``Engine`` on the one partials partition. Its
             events are acked only once a snapshot covers them, so a restart resumes from
             the snapshot and the messages after it are re-read (ids already applied are
@@ -37,7 +38,7 @@ from gatewatch.replay import GC_THRESHOLDS
 from models.pipeline import build_engine
 from streams.ingest import IngestLoop, LookBack
 from streams.snapshot import read_snapshot, write_snapshot
-from streams.stages import DetectStage, IngestStage
+from streams.stages import DetectStage, IngestStage, partials_messages
 from streams.topics import topic_names
 
 __all__ = ["WorkerContext", "register"]
@@ -293,7 +294,7 @@ async def _in_order(ctx: WorkerContext, event: Any) -> list[bytes] | None:
 def _apply(stage: DetectStage, value: bytes, now: float) -> list[dict]:
     if value == TICK:
         return stage.on_tick(now)
-    return stage.on_partials(orjson.loads(value), now)
+    return [n for msg in partials_messages(value) for n in stage.on_partials(msg, now)]
 
 
 def _count_failures(ctx: WorkerContext, report: Any) -> None:

@@ -11,8 +11,8 @@ message read twice (a crash between the broker's ack and the commit, or a rebala
 skipped downstream by its raw id (``DetectStage``). At least once in, exactly once counted.
 
 One ``getmany`` is one unit of work: parse every message (``streams.stages.IngestStage``),
-send each one's partials message, wait for all the acks (while the next fetch is parsed),
-commit. Per-record work stays in
+send their partials messages (together, as one JSON list, up to ``PARTIALS_BYTES``), wait for
+all the acks (while the next fetch is parsed), commit. Per-record work stays in
 ``models/`` and the parsers; what is left here is per raw message (hundreds of records).
 
 Cross-source request dedup (``IngestStage``) remembers ids in this process only. Before the
@@ -52,6 +52,10 @@ FETCH_WAIT_MS = 100
 # does not keep the detect agent and /health off the event loop for long.
 FETCH_RECORDS = 32
 STOP_SECONDS = 5.0
+# The partials messages of one fetch go out as one Kafka message (a JSON list), split where it
+# would pass this size: under the 1 MB a Kafka broker takes by default (``message.max.bytes``).
+# One Kafka message per raw message cost a producer send and a Faust event each.
+PARTIALS_BYTES = 512 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,8 @@ class IngestLoop:
 
     async def _send(self, records: dict[TopicPartition, list[Any]]) -> _Sent:
         sent = _Sent({tp: (messages[0].offset, messages[-1].offset + 1) for tp, messages in records.items()})
+        parts: list[bytes] = []  # the fetch's partials messages, encoded, not yet sent
+        size = 0
         for tp, messages in records.items():
             if self._taken_over(tp, messages[0].offset):
                 await self._recall(tp, messages[0])
@@ -163,9 +169,16 @@ class IngestLoop:
                 msg["caught_up"] = high is None or m.offset + 1 >= high
                 for r in rejected:
                     sent.futures.append(await self.producer.send(self.rejects, orjson.dumps(r)))
-                sent.futures.append(await self.producer.send(self.partials, orjson.dumps(msg)))
+                encoded = orjson.dumps(msg)
+                if size and size + len(encoded) > PARTIALS_BYTES:
+                    sent.futures.append(await self.producer.send(self.partials, _as_list(parts)))
+                    parts, size = [], 0
+                parts.append(encoded)
+                size += len(encoded) + 1
                 sent.done.append((msg, rejected))
                 await asyncio.sleep(0)  # a raw message is the unit of work: let detect and /health in
+        if parts:
+            sent.futures.append(await self.producer.send(self.partials, _as_list(parts)))
         return sent
 
     def _taken_over(self, tp: TopicPartition, offset: int) -> bool:
@@ -248,6 +261,11 @@ class IngestLoop:
             if high is not None and pos is not None:
                 out[f"{tp.topic}/{tp.partition}"] = max(high - pos, 0)
         return out
+
+
+def _as_list(parts: list[bytes]) -> bytes:
+    """Encoded partials messages as one JSON list (``streams.stages.partials_messages`` reads it)."""
+    return b"[" + b",".join(parts) + b"]"
 
 
 def _raw_batch(tp: TopicPartition, m: Any) -> RawBatch:

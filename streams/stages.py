@@ -14,10 +14,11 @@ Both are part of the snapshot, so they survive a restart with the engine.
 from __future__ import annotations
 
 import time
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from connectors.formats import fold_batch
 from connectors.recent import RecentKeys, SeenElsewhere
@@ -27,7 +28,7 @@ from models.partials import ByCloseMinute
 from models.redaction import redact
 from streams.watermark import Watermark
 
-__all__ = ["DetectStage", "IngestStage", "RawBatch", "ingest_batch"]
+__all__ = ["DetectStage", "IngestStage", "RawBatch", "ingest_batch", "partials_messages"]
 
 RAW_KEEP = 2000  # bytes of a rejected record kept in the rejects topic
 
@@ -113,6 +114,13 @@ class IngestStage:
 
     def _not_after(self) -> float | None:
         return None if self.max_ahead is None else self.clock() + self.max_ahead
+
+
+def partials_messages(value: bytes) -> list[dict[str, Any]]:
+    """The partials messages in one value of the partials topic: a JSON list of them (the ingest
+    sends a fetch's together), or one message alone (as workers before that sent them)."""
+    decoded = orjson.loads(value)
+    return decoded if type(decoded) is list else [decoded]
 
 
 def _origin(raw: RawBatch) -> str:

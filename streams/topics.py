@@ -2,7 +2,8 @@
 
 ==============================  ==========  ===============================================
 ``<prefix>.raw.<family>``       many        NDJSON batches from ``gatewatch tail`` (read)
-``<prefix>.partials``           1           minute buckets pre-aggregated per raw batch
+``<prefix>.partials``           1           minute buckets pre-aggregated per raw batch (a
+                                            JSON list of a fetch's batches per message)
 ``<prefix>.notifications``      1           CONTRACT §3 bodies, keyed by incident id
 ``<prefix>.rejects``            1           records that did not parse, with stage and reason
 ==============================  ==========  ===============================================

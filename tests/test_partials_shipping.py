@@ -8,7 +8,7 @@ of their first events.
 from __future__ import annotations
 
 from models.partials import LEAF, ByCloseMinute
-from models.windows import STEP
+from models.windows import STEP, Bucket
 from tests.engine_helpers import T0, request
 
 MINUTE = int(T0 // STEP)
@@ -20,10 +20,10 @@ def test_a_minute_on_both_sides_of_its_close_key_ships_as_one_bucket() -> None:
     folder.add(request(T0 + 50, cost=0.5, ok=False, status=503, team_spend=4.0))  # close key MINUTE
     out = folder.drain()
 
-    assert [(p["t"], p["k"], p["m"]) for p in out["partials"]] == [
+    assert [(p[0], p[1], p[2]) for p in out["partials"]] == [
         (LEAF, ["openai", "gpt-4o", "support", "support-svc"], MINUTE)]
-    bucket = out["partials"][0]["b"]
-    assert (bucket["requests"], bucket["errors"], bucket["e5xx"], bucket["cost"]) == (2, 1, 1, 0.75)
+    bucket = Bucket.from_row(out["partials"][0][3])
+    assert (bucket.requests, bucket.errors, bucket.e5xx, bucket.cost) == (2, 1, 1, 0.75)
     assert out["events"] == 2 and (out["min_ts"], out["max_ts"]) == (T0 + 10, T0 + 50)
 
     # Each side fact under the close key at which replay's engine takes it in.
@@ -45,6 +45,6 @@ def test_buckets_come_in_the_order_of_their_first_events() -> None:
     folder = ByCloseMinute(lateness=30.0)
     for ts, team in ((T0 + 1, "zeta"), (T0 + 2, "alpha"), (T0 + 61, "alpha"), (T0 + 62, "mid"), (T0 + 63, "zeta")):
         folder.add(request(ts, team=team, key=f"{team}-svc"))
-    got = [(p["k"][2], p["m"]) for p in folder.drain()["partials"]]
+    got = [(p[1][2], p[2]) for p in folder.drain()["partials"]]
     assert got == [("zeta", MINUTE), ("alpha", MINUTE), ("alpha", MINUTE + 1), ("mid", MINUTE + 1),
                    ("zeta", MINUTE + 1)]

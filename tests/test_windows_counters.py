@@ -28,19 +28,41 @@ def test_merge_and_subtract_cover_every_counter() -> None:
 
 
 def test_partials_encoding_covers_every_counter() -> None:
-    """``to_dict`` and ``from_dict`` (a partials message's buckets) are written out too."""
-    one = Bucket(**{name: i + 1 for i, name in enumerate(_COUNTERS)}, latency={3: 2}, lag={5: 1}, lag_max=4.0)
-    d = one.to_dict()
-    assert list(d) == [*_COUNTERS, "latency", "lag", "lag_max"]  # field order: the same JSON as before
-    assert Bucket.from_dict(d) == one
-    assert Bucket.from_dict(orjson.loads(orjson.dumps(d))) == one
-    assert Bucket().to_dict() == {} and Bucket.from_dict({"unknown": 1}) == Bucket()
+    """``to_row`` and ``from_row`` (a partials message's buckets) are written out too."""
+    one = Bucket(**{name: i + 1 for i, name in enumerate(_COUNTERS)}, latency={3: 2, -40: 1}, lag={5: 1}, lag_max=4.0)
+    row = one.to_row()
+    assert row[0] == [i + 1 for i in range(len(_COUNTERS))]  # in _COUNTERS order
+    assert row[1:] == [[3, 2, -40, 1], [5, 1], 4.0]
+    assert Bucket.from_row(row) == one
+    assert Bucket.from_row(orjson.loads(orjson.dumps(row))) == one
+    assert Bucket().to_row() == [[], [], [], 0.0] and Bucket.from_row(Bucket().to_row()) == Bucket()
+
+
+def test_a_row_stops_at_its_last_counter_that_is_not_0() -> None:
+    """A request bucket's row ends at ``latency_n``; a short row reads back with 0 of each type."""
+    calls = Bucket(requests=3, e429=1, cost=0.5, tokens=90, latency={7: 2}, latency_n=2)
+    row = orjson.loads(orjson.dumps(calls.to_row()))
+    assert row[0] == [3, 0, 0, 1, 0, 0, 0.0, 0.5, 90, 2]
+    back = Bucket.from_row(row)
+    assert back == calls
+    assert type(back.gauge_sum) is float and type(back.saved_cost) is float and type(back.traces) is int
+    logs = Bucket(crash=2)
+    assert logs.to_row()[0] == [0] * _COUNTERS.index("crash") + [2]
+    assert Bucket.from_row(orjson.loads(orjson.dumps(logs.to_row()))) == logs
+
+
+def test_buckets_as_older_workers_shipped_them_are_read() -> None:
+    """Before ``to_row``, a bucket went out as a dict of the counters that were not 0 and its
+    histograms with string keys: what such a worker left in the partials topic still applies."""
+    legacy = {"requests": 4, "errors": 1, "cost": 0.75, "latency": {"3": 2, "-40": 1}, "latency_n": 3, "unknown": 9}
+    assert Bucket.from_dict(legacy) == Bucket(requests=4, errors=1, cost=0.75, latency={3: 2, -40: 1}, latency_n=3)
+    assert Bucket.from_dict({}) == Bucket()
 
 
 def test_buckets_do_not_share_histograms_and_survive_pickle() -> None:
     a, b = Bucket(), Bucket()
     a.latency[1] = 1
-    assert b.latency == {} and Bucket.from_dict(a.to_dict()) == a
+    assert b.latency == {} and Bucket.from_row(a.to_row()) == a
     w = SeriesWindow(((5, 0), (60, 5)), frozenset({(60, 5)}))
     bucket, late = w.bucket_for(10)
     bucket.merge(Bucket(requests=3, latency={2: 3}))
@@ -79,7 +101,7 @@ def test_histogram_bins_share_one_key_object():
     count_bin(second, latency_bin(0.0501))
     (k1,), (k2,) = first, second
     assert k1 is k2 and first == {b: 1}
-    shipped = Bucket.from_dict(Bucket(latency=dict(first), latency_n=1).to_dict())
+    shipped = Bucket.from_row(orjson.loads(orjson.dumps(Bucket(latency=dict(first), latency_n=1).to_row())))
     (k3,) = shipped.latency
     assert k3 is k1
     assert bin_key(10_000) == 10_000  # outside the table: a plain int, equal all the same

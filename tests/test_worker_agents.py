@@ -13,7 +13,6 @@ import pytest
 from connectors.kafka import encode_batch
 from streams.app import WorkerSettings, create_app
 from tests.engine_helpers import T0
-
 from tests.worker_helpers import litellm_payload
 
 
@@ -38,8 +37,8 @@ def app_ctx(tmp_path):
 
 
 async def test_detect_applies_partials_closes_minutes_and_snapshots(app_ctx):
-    from streams.stages import RawBatch, ingest_batch
     from streams.snapshot import read_snapshot
+    from streams.stages import RawBatch, ingest_batch
 
     app, ctx = app_ctx
     ticks = iter(range(10_000))
@@ -48,9 +47,11 @@ async def test_detect_applies_partials_closes_minutes_and_snapshots(app_ctx):
                              for s in range(0, 60, 2)]) for m in range(40)]
     msgs = [ingest_batch(RawBatch("unit.raw.litellm", 0, i, b))[0] for i, b in enumerate(batches)]
     async with app.agents["detect"].test_context() as agent:
-        for msg in msgs:
+        for msg in msgs[:20]:  # one per Kafka message, as workers before the lists sent them
             await agent.put(orjson.dumps(msg))
-        await agent.put(orjson.dumps(msgs[5]))  # a redelivered message: skipped
+        for k in range(20, 40, 5):  # a fetch's together, as the ingest sends them
+            await agent.put(orjson.dumps(msgs[k:k + 5]))
+        await agent.put(orjson.dumps([msgs[5]]))  # a redelivered message: skipped
         await agent.put(b'{"tick":true}')
     stage = ctx.stage
     assert stage.events == 40 * 30 and stage.duplicates == 1

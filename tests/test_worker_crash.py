@@ -93,7 +93,7 @@ async def test_survivor_takes_over_and_nothing_is_lost_or_sent_twice(kafka_boots
     if state["detect"]["events"] != engine.events:  # kept for the post-mortem
         import json
         from tests.worker_helpers import read_topic
-        partials = await read_topic(kafka_bootstrap, f"{prefix}.partials", until=10**9, timeout=8)
+        partials = await read_topic(kafka_bootstrap, f"{prefix}.partials", until=10**9, timeout=8, flatten=True)
         (tmp_path / "partials.json").write_text(json.dumps(
             [[m.get("id"), m.get("events")] for m in partials if "id" in m]))
         (tmp_path / "state.json").write_text(json.dumps(state))

@@ -1,5 +1,5 @@
 """The ingest loop on the real broker (Tansu): raw batches in, one partials message per
-batch and the rejects out, and the raw offsets committed only after those are stored, so
+batch (a fetch's together in one Kafka message) and the rejects out, and the raw offsets committed only after those are stored, so
 a second loop of the same group starts where the first one stopped."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.kafka import encode_batch, ensure_topics, raw_topic
-from streams.ingest import IngestLoop
 from models.pipeline import build_engine
+from streams.ingest import IngestLoop
 from streams.stages import DetectStage, IngestStage
 from streams.topics import topic_names
 from tests.engine_helpers import T0
@@ -86,7 +86,7 @@ async def test_ingest_commits_only_what_it_stored_and_a_new_member_resumes_there
     assert sorted(m["events"] for m, _ in done) == [5, 5, 5, 5]
     assert [r["reason"] for _, rejects in done for r in rejects] == ["not_json"]
     names = topic_names(prefix)
-    partials = await read_topic(kafka_bootstrap, names.partials, until=4, timeout=10, settle=0.5)
+    partials = await read_topic(kafka_bootstrap, names.partials, until=4, timeout=10, settle=0.5, flatten=True)
     assert sorted(tuple(m["id"][1:]) for m in partials) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert await _committed(kafka_bootstrap, prefix) == [2, 2]
     await _produce(kafka_bootstrap, prefix, [encode_batch([litellm_payload(T0 + 99, request_id="late")])])
@@ -116,12 +116,44 @@ async def test_a_lost_partials_ack_commits_nothing_and_the_redo_counts_once(loss
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    partials = await read_topic(bootstrap, topic_names(prefix).partials, until=8, timeout=15, settle=1.0)
+    partials = await read_topic(bootstrap, topic_names(prefix).partials, until=8, timeout=15, settle=1.0,
+                                flatten=True)
     assert len(partials) > 4  # the unacknowledged sends were stored: copies downstream
     stage = DetectStage.new(build_engine(), idle_seconds=30)
     for msg in partials:
         stage.on_partials(msg, now=0.0)
     assert stage.events == 20 and stage.duplicates == len(partials) - 4  # each raw batch once
+
+
+@pytest.mark.parametrize("cap", [None, 1])
+async def test_a_fetch_partials_go_out_together_up_to_a_size(kafka_bootstrap, monkeypatch, cap):
+    """The partials messages of one fetch share a Kafka message (a JSON list: one producer send
+    and one detect event instead of one per raw batch); past ``PARTIALS_BYTES`` a list is split,
+    so a default Kafka broker's 1 MB limit is not reached. Either way every raw batch's message
+    arrives once, and detection applies each."""
+    import streams.ingest
+
+    if cap is not None:
+        monkeypatch.setattr(streams.ingest, "PARTIALS_BYTES", cap)  # every message alone
+    prefix = f"lst{uuid.uuid4().hex[:8]}"
+    await _setup(kafka_bootstrap, prefix)
+    await _produce(kafka_bootstrap, prefix, [
+        encode_batch([litellm_payload(T0 + 10 * b + i, request_id=f"r{b}-{i}") for i in range(3)]) for b in range(8)])
+    done: list = []
+    await _run_until(_loop(kafka_bootstrap, prefix, done), done, 8, timeout=30)
+    names = topic_names(prefix)
+    values = await read_topic(kafka_bootstrap, names.partials, until=1, timeout=10, settle=1.0)
+    assert all(type(v) is list for v in values)
+    messages = [m for v in values for m in v]
+    assert sorted(tuple(m["id"][1:]) for m in messages) == [(p, o) for p in (0, 1) for o in range(4)]
+    if cap is None:
+        assert len(values) < len(messages)  # together: 8 raw batches arrive in one fetch or a few
+    else:
+        assert len(values) == len(messages)
+    stage = DetectStage.new(build_engine(), idle_seconds=30)
+    for m in messages:
+        stage.on_partials(m, now=0.0)
+    assert stage.events == 24 and stage.duplicates == 0
 
 
 async def _ge(value: int, n: int) -> bool:

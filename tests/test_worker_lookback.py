@@ -100,7 +100,7 @@ async def _counted_once(bootstrap: str, prefix: str, messages: int) -> int:
     """Events detection applies from everything on the partials topic (raw ids deduplicated)."""
     stage = DetectStage.new(build_engine(), idle_seconds=30)
     partials = await read_topic(bootstrap, topic_names(prefix).partials, until=messages, timeout=15,
-                                settle=0.5)
+                                settle=0.5, flatten=True)
     for msg in partials:
         stage.on_partials(msg, now=0.0)
     return stage.events
@@ -145,7 +145,7 @@ async def test_the_look_back_alone_counts_and_sends_nothing(kafka_bootstrap):
     owner = done[0][0]["id"][1]
     assert loop.stage.recalled == sum(1 for rid, _ in requests if partition_for(rid, PARTITIONS) == owner) > 0
     partials = await read_topic(kafka_bootstrap, topic_names(prefix).partials, until=first + 1, timeout=10,
-                                settle=1.0)
+                                settle=1.0, flatten=True)
     assert len(partials) == first + 1
     assert await read_topic(kafka_bootstrap, topic_names(prefix).rejects, until=1, timeout=1, settle=0) == []
 

@@ -116,8 +116,10 @@ async def balanced(ports: list[int], partitions: int) -> bool:
 
 
 async def read_topic(bootstrap: str, topic: str, *, until: int, timeout: float,
-                     settle: float = 3.0) -> list[dict]:
-    """JSON values on ``topic`` from the start: stop ``settle`` s after ``until`` were read."""
+                     settle: float = 3.0, flatten: bool = False) -> list[dict]:
+    """JSON values on ``topic`` from the start: stop ``settle`` s after ``until`` were read.
+    ``flatten``: a value that is a JSON list counts as its items (the partials topic, whose
+    values hold the partials messages of one fetch each)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
@@ -128,7 +130,9 @@ async def read_topic(bootstrap: str, topic: str, *, until: int, timeout: float,
     try:
         while time.monotonic() < deadline and (reached is None or time.monotonic() < reached + settle):
             for messages in (await consumer.getmany(timeout_ms=200)).values():
-                out.extend(orjson.loads(m.value) for m in messages)
+                for m in messages:
+                    value = orjson.loads(m.value)
+                    out.extend(value if flatten and type(value) is list else [value])
             if reached is None and len(out) >= until:
                 reached = time.monotonic()
     finally:

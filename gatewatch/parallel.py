@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import resource
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import IO, Callable
@@ -123,7 +124,7 @@ class _Reader:
 
 
 def replay_parallel(groups: list[list[str]], engine: Engine, emit: Callable[[list[dict]], None],
-                    rejects: IO[bytes] | None, on_late: Callable[[str, list, int, int], None],
+                    rejects: IO[bytes] | None, on_late: Callable[[str, Sequence[str], int, int], None],
                     tick: Callable[[int, float], None] | None = None,
                     chunk: int | None = None) -> tuple[int, int, Counter, list[float]]:
     """Replay ``groups`` (one reader process each) into ``engine``; notifications go to ``emit``,
@@ -176,7 +177,7 @@ def replay_parallel(groups: list[list[str]], engine: Engine, emit: Callable[[lis
 
 
 def _receive(reader: _Reader, engine: Engine, meta: dict[int, list[dict]], rejects: IO[bytes] | None,
-             on_late: Callable[[str, list, int, int], None]) -> None:
+             on_late: Callable[[str, Sequence[str], int, int], None]) -> None:
     try:
         msg = reader.conn.recv()
     except EOFError:

@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final, IO, Iterable, Iterator
+from typing import Final, IO, Iterable, Iterator, Sequence
 
 import orjson
 
@@ -283,7 +283,7 @@ def _replay(paths: Iterable[str], out: IO[bytes], config: Config | None, rejects
     if jobs > 1 and events is None and not speed and paths:
         from gatewatch.parallel import groups_of, replay_parallel
 
-        def on_late(kind: str, key: list, minute: int, n: int) -> None:
+        def on_late(kind: str, key: Sequence[str], minute: int, n: int) -> None:
             on_reject(TOO_LATE, "", 0, f"{n} events of {kind} {'/'.join(key)}",
                       f"minute {minute * STEP:.0f} is before the oldest minute kept ({engine.retention} min)", n)
 

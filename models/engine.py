@@ -124,7 +124,7 @@ class Engine:
                 self._absorb(self.acc.pop_through(closed))
         return out
 
-    def apply_partials(self, messages: list) -> list[tuple[str, list, int, int]]:
+    def apply_partials(self, messages: list) -> list[tuple[str, Any, int, int]]:
         """Fold pre-aggregated minute buckets (``Partials.drain()`` of another process) in.
 
         Returns the buckets of minutes older than the retention, as ``(kind, key, minute, events)``:
@@ -139,12 +139,12 @@ class Engine:
                 if kind == "meta":
                     self._absorb_meta(msg)
                     continue
-                names: list = msg["k"]
+                names: Any = msg["k"]
                 minute: int = msg["m"]
                 b = Bucket.from_dict(msg["b"])
             else:
                 kind = msg[0]
-                names = msg[1]
+                names = msg[1]  # a tuple straight from ``Partials.drain``, a list once through JSON
                 minute = msg[2]
                 b = Bucket.from_row(msg[3])
             n = b.requests + b.traces + _log_count(b)

@@ -283,12 +283,13 @@ class Partials:
     # --- shipping between processes (the Kafka service) --------------------------
     def drain(self) -> list:
         """Everything accumulated, as JSON-able messages; the accumulator is left empty: a bucket
-        as ``[kind, key, minute, Bucket.to_row()]``, the side facts as a ``{"t": "meta", ...}`` dict.
+        as ``[kind, key, minute, Bucket.to_row()]`` (``key`` a tuple, a JSON array once encoded),
+        the side facts as a ``{"t": "meta", ...}`` dict.
 
         The buckets come in the order they were made (the order of their first events), not
         sorted as a minute's close takes them: whoever applies them merges each into its own
         bucket, and a cardinality cap then admits new leaves in the order replay meets them."""
-        out: list = [[k[0], list(k[1]), k[2], b.to_row()] for k, b in self.buckets.items()]
+        out: list = [[k[0], k[1], k[2], b.to_row()] for k, b in self.buckets.items()]
         self.buckets, self.minutes = {}, {}
         meta = self.meta_message()
         if meta is not None:

@@ -1,11 +1,11 @@
 """Raw partitions for the ingest group, weighted by who also runs detection.
 
-Detection (one partials partition) is about a quarter of a worker's CPU. With every member
-taking an equal share of the raw partitions, the worker that also detects is the slowest
-and two workers are at best ~1.6x one. Each member says in its group metadata whether it
-detects now; the leader deals each raw topic's partitions so that a detecting member gets
-``DETECT_WEIGHT`` of a share. When a worker
-gains or loses detection it asks the ingest group to rebalance (``IngestLoop.set_detecting``).
+Detection (one partials partition) is about an eighth of the work of a busy worker pair. With
+every member taking an equal share of the raw partitions, the worker that also detects is the
+slowest, and two workers are less than twice one. Each member says in its group metadata
+whether it detects now; the leader deals the raw partitions so that a detecting member gets
+``DETECT_WEIGHT`` of a share. When a worker gains or loses detection it asks the ingest group
+to rebalance (``IngestLoop.set_detecting``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, Cons
 
 __all__ = ["DETECT_WEIGHT", "deal", "weighted_assignor"]
 
-# Measured (benchmarks/RESULTS.md): detect is ~1/4 of a worker's CPU, ingest ~3/4. With two
-# members the detecting one balances the other at a share x of ingest where
-# x * 3/4 + 1/4 = (1 - x) * 3/4, x = 1/3: weight 1/2 against the other's 1. Detect's share
-# grows as the rate falls (its minute closes cost per minute, not per line): ~40% of the CPU
-# at 4 req/s, where the detecting worker is the busier of two even with this weight.
-DETECT_WEIGHT = 0.5
+# Measured (benchmarks/RESULTS.md): catching up on the bench input, detect is ~1/8 of the CPU of
+# two workers together, ingest ~7/8 (it was ~1/4 before the partials went as rows, a fetch's in
+# one message). With two members the detecting one balances the other at a share x of ingest
+# where x * 7/8 + 1/8 = (1 - x) * 7/8, x = 3/7: weight 3/4 against the other's 1 (5 of the 12
+# raw partitions of three 4-partition topics). Detect's share grows as the rate falls (its
+# minute closes cost per minute, not per line), but then no worker is busy.
+DETECT_WEIGHT = 0.75
 DETECTING = b"detect"
 
 

@@ -11,9 +11,10 @@ message read twice (a crash between the broker's ack and the commit, or a rebala
 skipped downstream by its raw id (``DetectStage``). At least once in, exactly once counted.
 
 One ``getmany`` is one unit of work: parse every message (``streams.stages.IngestStage``),
-send their partials messages (together, as one JSON list, up to ``PARTIALS_BYTES``), wait for
-all the acks (while the next fetch is parsed), commit. Per-record work stays in
-``models/`` and the parsers; what is left here is per raw message (hundreds of records).
+send their partials messages (together, as one JSON list, up to ``PARTIALS_BYTES`` and
+``PARTIALS_SECONDS``), wait for all the acks (while the next fetch is parsed), commit.
+Per-record work stays in ``models/`` and the parsers; what is left here is per raw message
+(hundreds of records).
 
 Cross-source request dedup (``IngestStage``) remembers ids in this process only. Before the
 first message it ingests from a partition it did not read up to there itself (at start, or
@@ -53,9 +54,12 @@ FETCH_WAIT_MS = 100
 FETCH_RECORDS = 32
 STOP_SECONDS = 5.0
 # The partials messages of one fetch go out as one Kafka message (a JSON list), split where it
-# would pass this size: under the 1 MB a Kafka broker takes by default (``message.max.bytes``).
-# One Kafka message per raw message cost a producer send and a Faust event each.
+# would pass this size: under the 1 MB a Kafka broker takes by default (``message.max.bytes``),
+# or where the first of them has waited this long for the others to be parsed (a fetch of a
+# backlog: up to ``FETCH_RECORDS`` raw messages). One Kafka message per raw message cost a
+# producer send and a Faust event each.
 PARTIALS_BYTES = 512 << 10
+PARTIALS_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,7 @@ class IngestLoop:
     async def _send(self, records: dict[TopicPartition, list[Any]]) -> _Sent:
         sent = _Sent({tp: (messages[0].offset, messages[-1].offset + 1) for tp, messages in records.items()})
         parts: list[bytes] = []  # the fetch's partials messages, encoded, not yet sent
-        size = 0
+        size, since = 0, 0.0
         for tp, messages in records.items():
             if self._taken_over(tp, messages[0].offset):
                 await self._recall(tp, messages[0])
@@ -173,8 +177,13 @@ class IngestLoop:
                 if size and size + len(encoded) > PARTIALS_BYTES:
                     sent.futures.append(await self.producer.send(self.partials, _as_list(parts)))
                     parts, size = [], 0
+                if not parts:
+                    since = time.monotonic()
                 parts.append(encoded)
                 size += len(encoded) + 1
+                if time.monotonic() - since >= PARTIALS_SECONDS:  # a long fetch: the first ones go now
+                    sent.futures.append(await self.producer.send(self.partials, _as_list(parts)))
+                    parts, size = [], 0
                 sent.done.append((msg, rejected))
                 await asyncio.sleep(0)  # a raw message is the unit of work: let detect and /health in
         if parts:

@@ -20,7 +20,7 @@ def test_a_minute_on_both_sides_of_its_close_key_ships_as_one_bucket() -> None:
     folder.add(request(T0 + 50, cost=0.5, ok=False, status=503, team_spend=4.0))  # close key MINUTE
     out = folder.drain()
 
-    assert [(p[0], p[1], p[2]) for p in out["partials"]] == [
+    assert [(p[0], list(p[1]), p[2]) for p in out["partials"]] == [
         (LEAF, ["openai", "gpt-4o", "support", "support-svc"], MINUTE)]
     bucket = Bucket.from_row(out["partials"][0][3])
     assert (bucket.requests, bucket.errors, bucket.e5xx, bucket.cost) == (2, 1, 1, 0.75)

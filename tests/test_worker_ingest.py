@@ -125,16 +125,17 @@ async def test_a_lost_partials_ack_commits_nothing_and_the_redo_counts_once(loss
     assert stage.events == 20 and stage.duplicates == len(partials) - 4  # each raw batch once
 
 
-@pytest.mark.parametrize("cap", [None, 1])
+@pytest.mark.parametrize("cap", [None, ("PARTIALS_BYTES", 1), ("PARTIALS_SECONDS", 0.0)])
 async def test_a_fetch_partials_go_out_together_up_to_a_size(kafka_bootstrap, monkeypatch, cap):
     """The partials messages of one fetch share a Kafka message (a JSON list: one producer send
     and one detect event instead of one per raw batch); past ``PARTIALS_BYTES`` a list is split,
-    so a default Kafka broker's 1 MB limit is not reached. Either way every raw batch's message
+    so a default Kafka broker's 1 MB limit is not reached, and after ``PARTIALS_SECONDS``, so a
+    long fetch does not hold its first messages back. Either way every raw batch's message
     arrives once, and detection applies each."""
     import streams.ingest
 
     if cap is not None:
-        monkeypatch.setattr(streams.ingest, "PARTIALS_BYTES", cap)  # every message alone
+        monkeypatch.setattr(streams.ingest, *cap)  # every message alone
     prefix = f"lst{uuid.uuid4().hex[:8]}"
     await _setup(kafka_bootstrap, prefix)
     await _produce(kafka_bootstrap, prefix, [

@@ -22,9 +22,9 @@ __all__ = ["DETECT_WEIGHT", "deal", "weighted_assignor"]
 # Measured (benchmarks/RESULTS.md): catching up on the bench input, detect is ~1/8 of the CPU of
 # two workers together, ingest ~7/8 (it was ~1/4 before the partials went as rows, a fetch's in
 # one message). With two members the detecting one balances the other at a share x of ingest
-# where x * 7/8 + 1/8 = (1 - x) * 7/8, x = 3/7: weight 3/4 against the other's 1 (5 of the 12
-# raw partitions of three 4-partition topics). Detect's share grows as the rate falls (its
-# minute closes cost per minute, not per line), but then no worker is busy.
+# where x * 7/8 + 1/8 = (1 - x) * 7/8, x = 3/7: weight 3/4 against the other's 1 (7 of the 16
+# raw partitions of four 4-partition topics, 5 with weight 1/2). Detect's share grows as the
+# rate falls (its minute closes cost per minute, not per line), but then no worker is busy.
 DETECT_WEIGHT = 0.75
 DETECTING = b"detect"
 

@@ -1,6 +1,7 @@
 """The ingest loop on the real broker (Tansu): raw batches in, one partials message per
-batch (a fetch's together in one Kafka message) and the rejects out, and the raw offsets committed only after those are stored, so
-a second loop of the same group starts where the first one stopped."""
+batch (a fetch's together in one Kafka message) and the rejects out, and the raw offsets
+committed only after those are stored, so a second loop of the same group starts where the
+first one stopped."""
 
 from __future__ import annotations
 

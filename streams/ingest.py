@@ -175,20 +175,26 @@ class IngestLoop:
                     sent.futures.append(await self.producer.send(self.rejects, orjson.dumps(r)))
                 encoded = orjson.dumps(msg)
                 if size and size + len(encoded) > PARTIALS_BYTES:
-                    sent.futures.append(await self.producer.send(self.partials, _as_list(parts)))
-                    parts, size = [], 0
+                    await self._send_partials(sent, parts)
+                    size = 0
                 if not parts:
                     since = time.monotonic()
                 parts.append(encoded)
                 size += len(encoded) + 1
                 if time.monotonic() - since >= PARTIALS_SECONDS:  # a long fetch: the first ones go now
-                    sent.futures.append(await self.producer.send(self.partials, _as_list(parts)))
-                    parts, size = [], 0
+                    await self._send_partials(sent, parts)
+                    size = 0
                 sent.done.append((msg, rejected))
                 await asyncio.sleep(0)  # a raw message is the unit of work: let detect and /health in
         if parts:
-            sent.futures.append(await self.producer.send(self.partials, _as_list(parts)))
+            await self._send_partials(sent, parts)
         return sent
+
+    async def _send_partials(self, sent: _Sent, parts: list[bytes]) -> None:
+        """Send ``parts`` (encoded partials messages) as one JSON list, which
+        ``streams.stages.partials_messages`` reads; ``parts`` is emptied."""
+        sent.futures.append(await self.producer.send(self.partials, b"[" + b",".join(parts) + b"]"))
+        parts.clear()
 
     def _taken_over(self, tp: TopicPartition, offset: int) -> bool:
         """Whether what lies below ``offset`` was ingested by someone else (another worker, this
@@ -270,11 +276,6 @@ class IngestLoop:
             if high is not None and pos is not None:
                 out[f"{tp.topic}/{tp.partition}"] = max(high - pos, 0)
         return out
-
-
-def _as_list(parts: list[bytes]) -> bytes:
-    """Encoded partials messages as one JSON list (``streams.stages.partials_messages`` reads it)."""
-    return b"[" + b",".join(parts) + b"]"
 
 
 def _raw_batch(tp: TopicPartition, m: Any) -> RawBatch:

@@ -287,8 +287,8 @@ def _unflat(flat: list) -> dict[Any, Any]:
 
 _COUNTERS: Final = tuple(f.name for f in fields(Bucket) if f.name not in ("latency", "lag", "lag_max"))
 _N_COUNTERS: Final = len(_COUNTERS)
-# 0 of each counter's type, in ``_COUNTERS`` order: what ``from_row`` pads a short row with.
-_ZERO_COUNTERS: Final[list[Any]] = [0.0 if name in ("saved_cost", "cost", "gauge_sum") else 0 for name in _COUNTERS]
+# Each counter's default (0 or 0.0), in ``_COUNTERS`` order: what ``from_row`` pads a short row with.
+_ZERO_COUNTERS: Final[list[Any]] = [f.default for f in fields(Bucket) if f.name in _COUNTERS]
 
 
 # ``a.x += b.x`` for every counter, written out: merging is the hot path of the per-minute

@@ -122,6 +122,8 @@ async def read_topic(bootstrap: str, topic: str, *, until: int, timeout: float,
     values hold the partials messages of one fetch each)."""
     from aiokafka import AIOKafkaConsumer
 
+    from streams.stages import partials_messages
+
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -131,8 +133,7 @@ async def read_topic(bootstrap: str, topic: str, *, until: int, timeout: float,
         while time.monotonic() < deadline and (reached is None or time.monotonic() < reached + settle):
             for messages in (await consumer.getmany(timeout_ms=200)).values():
                 for m in messages:
-                    value = orjson.loads(m.value)
-                    out.extend(value if flatten and type(value) is list else [value])
+                    out.extend(partials_messages(m.value) if flatten else [orjson.loads(m.value)])
             if reached is None and len(out) >= until:
                 reached = time.monotonic()
     finally:
